@@ -1,0 +1,1 @@
+"""The ``loginmetrics`` command line: the composition root that wires settings into clients."""

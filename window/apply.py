@@ -1,0 +1,105 @@
+"""Writes a batch's increments into the window, exactly once per partition offset range."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis
+
+from window.increments import WindowIncrements
+from window.layout import WindowLayout
+from window.scripts import load_lua
+
+_APPLY_BATCH = load_lua("window", "apply_batch.lua")
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionAdvance:
+    """A batch moves a partition's applied offset from ``expected`` to ``applied``.
+
+    ``expected`` is the last applied offset this worker read from Redis (None when nothing
+    was stored); ``applied`` is the offset of the batch's last message in the partition.
+    """
+
+    partition: int
+    expected: int | None
+    applied: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOutcome:
+    """Either the batch went into ``bucket``, or ``partition`` belongs to someone else now."""
+
+    applied: bool
+    bucket: int | None = None
+    conflict_partition: int | None = None
+    stored_offset: int | None = None
+
+
+def _offset_text(offset: int | None) -> str:
+    return "" if offset is None else str(offset)
+
+
+def _parse_offset(raw: bytes | str | None) -> int | None:
+    if raw is None or raw in (b"", ""):
+        return None
+    return int(raw)
+
+
+class WindowWriter:
+    """The worker's side of the window: applied offsets in, batches out."""
+
+    def __init__(self, client: redis.Redis, layout: WindowLayout, topic: str) -> None:
+        self._client = client
+        self._layout = layout
+        self._offsets_key = layout.applied_offsets_key(topic)
+        self._apply = client.register_script(_APPLY_BATCH)
+
+    def applied_offsets(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        """Last applied offset of each partition, None where the window has none yet."""
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        raw: list[Any] = self._client.hmget(self._offsets_key, [str(p) for p in wanted])
+        return {p: _parse_offset(value) for p, value in zip(wanted, raw, strict=True)}
+
+    def apply_batch(
+        self, advances: Sequence[PartitionAdvance], increments: WindowIncrements
+    ) -> ApplyOutcome:
+        """Apply ``increments`` and move every partition in ``advances``, or do nothing at all."""
+        batch = {
+            "offsets": [
+                [a.partition, _offset_text(a.expected), str(a.applied)] for a in advances
+            ],
+            "users": increments.users,
+            "ips": increments.ips,
+            "devices": increments.devices,
+            "versions": increments.versions,
+            "locales": increments.locales,
+            "valid": increments.valid,
+            "invalid": increments.invalid,
+        }
+        result = self._apply(
+            keys=[self._offsets_key],
+            args=[
+                self._layout.bucket_key_prefix,
+                self._layout.bucket_seconds,
+                self._layout.ttl_seconds,
+                msgspec.json.encode(batch),
+            ],
+        )
+        if int(result[0]) == 1:
+            return ApplyOutcome(applied=True, bucket=int(result[1]))
+        return ApplyOutcome(
+            applied=False,
+            conflict_partition=int(result[1]),
+            stored_offset=_parse_offset(result[2]),
+        )
+
+
+def positions_after(applied: Mapping[int, int | None]) -> dict[int, int | None]:
+    """Next offset to consume per partition: one past the applied one (None: unknown)."""
+    return {p: None if o is None else o + 1 for p, o in applied.items()}

@@ -1,0 +1,21 @@
+"""The exception hierarchy shared by every loginmetrics package."""
+
+
+class LoginMetricsError(Exception):
+    """Root of every error loginmetrics raises on purpose."""
+
+
+class ConfigError(LoginMetricsError):
+    """A setting is invalid; the message says which and what to use instead."""
+
+
+class WindowConfigError(ConfigError):
+    """The window, bucket or emit interval settings do not fit together."""
+
+
+class WindowUnavailableError(LoginMetricsError):
+    """Redis could not be reached after the bounded retries."""
+
+
+class KafkaUnavailableError(LoginMetricsError):
+    """The Kafka broker could not be reached or refused a request after retries."""

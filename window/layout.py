@@ -1,0 +1,94 @@
+"""Key layout and bucket math of the shared window: the one place that knows Redis key names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from window.errors import WindowConfigError
+
+
+class BucketField(StrEnum):
+    """One Redis key per field and bucket."""
+
+    USERS = "users"  # HyperLogLog of user_id
+    IPS = "ips"  # HyperLogLog of ip
+    DEVICES = "devices"  # sorted set: device_type -> count
+    VERSIONS = "versions"  # sorted set: app_version -> count
+    LOCALES = "locales"  # sorted set: locale -> count
+    COUNTS = "counts"  # hash: valid, invalid
+
+
+COUNT_VALID = "valid"
+COUNT_INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLayout:
+    """Where a window lives in Redis and how time maps to its buckets.
+
+    A bucket is named by the epoch second it starts at (a multiple of ``bucket_seconds``),
+    so its keys stay meaningful to an operator running ``redis-cli --scan``.
+    """
+
+    prefix: str = "loginmetrics"
+    bucket_seconds: int = 1
+    window_seconds: int = 300
+    # Keys outlive the window by this much so a slow aggregator tick never reads a half-expired one.
+    expiry_grace_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c.isspace() for c in self.prefix):
+            raise WindowConfigError(f"Redis key prefix must be a non-empty word, got {self.prefix!r}")
+        if self.bucket_seconds < 1:
+            raise WindowConfigError(
+                f"--bucket-seconds must be at least 1, got {self.bucket_seconds}"
+            )
+        if self.window_seconds < self.bucket_seconds or self.window_seconds % self.bucket_seconds:
+            raise WindowConfigError(
+                f"--window ({self.window_seconds} s) must be a positive multiple of "
+                f"--bucket-seconds ({self.bucket_seconds} s)"
+            )
+
+    @property
+    def buckets_per_window(self) -> int:
+        return self.window_seconds // self.bucket_seconds
+
+    @property
+    def ttl_seconds(self) -> int:
+        """How long a bucket's keys live after their last write."""
+        return self.window_seconds + self.bucket_seconds + self.expiry_grace_seconds
+
+    def bucket_start(self, epoch_seconds: float) -> int:
+        """Start second of the bucket that contains ``epoch_seconds``."""
+        return int(epoch_seconds // self.bucket_seconds) * self.bucket_seconds
+
+    def window_bucket_starts(self, window_end: int) -> range:
+        """Start seconds of the buckets of the window that ends (exclusive) at ``window_end``."""
+        if window_end % self.bucket_seconds:
+            raise ValueError(f"window end {window_end} is not on a bucket boundary")
+        return range(window_end - self.window_seconds, window_end, self.bucket_seconds)
+
+    @property
+    def bucket_key_prefix(self) -> str:
+        """Prefix of every bucket key; the apply script appends ``<start>:<field>``."""
+        return f"{self.prefix}:bucket:"
+
+    def bucket_key(self, bucket_start: int, field: BucketField) -> str:
+        return f"{self.bucket_key_prefix}{bucket_start}:{field.value}"
+
+    def bucket_keys(self, bucket_starts: range, field: BucketField) -> list[str]:
+        return [self.bucket_key(start, field) for start in bucket_starts]
+
+    def applied_offsets_key(self, topic: str) -> str:
+        """Hash of partition -> last offset of ``topic`` whose effect is in the window."""
+        return f"{self.prefix}:applied:{topic}"
+
+    @property
+    def aggregator_lease_key(self) -> str:
+        return f"{self.prefix}:aggregator:lease"
+
+    @property
+    def last_emitted_key(self) -> str:
+        """End (epoch second) of the newest window a metric event was emitted for."""
+        return f"{self.prefix}:aggregator:last-emitted"

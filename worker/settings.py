@@ -1,0 +1,46 @@
+"""The frozen settings a worker process is started with (built by the CLI, pickled to children)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from window import WindowLayout
+from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    # librdkafka settings shared by every client: bootstrap servers and security; may hold secrets.
+    kafka: Mapping[str, str]
+    redis_url: str
+    layout: WindowLayout = field(default_factory=WindowLayout)
+    input_topic: str = "user-login"
+    dlq_topic: str = "dead-letter-queue"
+    group_id: str = "loginmetrics"
+    batch_size: int = 10_000
+    poll_timeout_seconds: float = 0.5
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def consumer_config(self) -> dict[str, str | int | bool]:
+        return {
+            **self.kafka,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            # Where Redis has no applied offset and the group has no commit: start at the oldest.
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "fetch.min.bytes": 1,
+            "fetch.wait.max.ms": 100,
+            "queued.max.messages.kbytes": 65536,
+        }
+
+    def dlq_producer_config(self) -> dict[str, str | int | bool]:
+        return {
+            **self.kafka,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "message.timeout.ms": 30_000,
+        }
