@@ -73,7 +73,9 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
                 default=None,
                 help="SASL mechanism, e.g. PLAIN, SCRAM-SHA-512.",
             ),
-            _option("--sasl-username", envvar="KAFKA_SASL_USERNAME", default=None, help="SASL user."),
+            _option(
+                "--sasl-username", envvar="KAFKA_SASL_USERNAME", default=None, help="SASL user."
+            ),
             _option(
                 "--sasl-password",
                 envvar="KAFKA_SASL_PASSWORD",

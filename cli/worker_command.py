@@ -12,12 +12,10 @@ from cli.config import describe_kafka, redact_url
 from cli.logs import LogSettings
 from window import WindowLayout
 from worker.settings import WorkerSettings
-from worker.supervisor import Supervisor
+from worker.supervisor import Supervisor, worker_specs
 from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
-
-
 
 
 @click.command()
@@ -87,4 +85,4 @@ def worker(
         dlq_topic,
         describe_kafka(kafka),
     )
-    sys.exit(Supervisor(settings, processes, initializer=logs.configure).run())
+    sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())

@@ -71,9 +71,7 @@ class WindowWriter:
     ) -> ApplyOutcome:
         """Apply ``increments`` and move every partition in ``advances``, or do nothing at all."""
         batch = {
-            "offsets": [
-                [a.partition, _offset_text(a.expected), str(a.applied)] for a in advances
-            ],
+            "offsets": [[a.partition, _offset_text(a.expected), str(a.applied)] for a in advances],
             "users": increments.users,
             "ips": increments.ips,
             "devices": increments.devices,

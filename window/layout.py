@@ -39,7 +39,9 @@ class WindowLayout:
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c.isspace() for c in self.prefix):
-            raise WindowConfigError(f"Redis key prefix must be a non-empty word, got {self.prefix!r}")
+            raise WindowConfigError(
+                f"Redis key prefix must be a non-empty word, got {self.prefix!r}"
+            )
         if self.bucket_seconds < 1:
             raise WindowConfigError(
                 f"--bucket-seconds must be at least 1, got {self.bucket_seconds}"

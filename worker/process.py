@@ -26,8 +26,7 @@ def kafka_error_logger(bootstrap: str) -> Callable[[Any], None]:
     def log_error(error: Any) -> None:
         if error.code() in (-195, -187):  # _TRANSPORT, _ALL_BROKERS_DOWN
             logger.error(
-                "Kafka at %s not reachable (%s); is the broker running? "
-                "Locally: `make stack-up`",
+                "Kafka at %s not reachable (%s); is the broker running? Locally: `make stack-up`",
                 bootstrap,
                 error.str(),
             )

@@ -1,4 +1,5 @@
-"""Runs N worker processes, restarts one that dies, drains them all on SIGINT/SIGTERM."""
+"""Runs the worker processes (and, in ``run`` mode, the aggregator); restarts one that dies,
+drains them all on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from worker.process import run_worker_process
 from worker.settings import WorkerSettings
@@ -24,9 +26,28 @@ HEALTHY_RUN_SECONDS = 60.0
 MAX_RESTART_DELAY_SECONDS = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """A process to keep running: ``target(*args, initializer)`` in a fresh (spawned) interpreter.
+
+    ``target`` installs its own SIGTERM handler that drains, and ignores SIGINT.
+    """
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+
+
+def worker_specs(settings: WorkerSettings, processes: int) -> list[ChildSpec]:
+    return [
+        ChildSpec(f"loginmetrics-worker-{index}", run_worker_process, (settings, index))
+        for index in range(processes)
+    ]
+
+
 @dataclass(slots=True)
 class Child:
-    index: int
+    spec: ChildSpec
     process: BaseProcess
     started_at: float
     restart_delay: float = 0.0
@@ -34,21 +55,19 @@ class Child:
 
 
 class Supervisor:
-    """The parent of the worker pool; builds no clients itself (children do, after spawn)."""
+    """The parent of the pool; builds no clients itself (children do, after spawn)."""
 
     def __init__(
         self,
-        settings: WorkerSettings,
-        processes: int,
+        specs: list[ChildSpec],
         initializer: Callable[[], None] | None = None,
         drain_timeout_seconds: float = 30.0,
     ) -> None:
-        self._settings = settings
-        self._processes = processes
+        self._specs = specs
         self._initializer = initializer
         self._drain_timeout = drain_timeout_seconds
         self._context = multiprocessing.get_context("spawn")
-        self._children: dict[int, Child] = {}
+        self._children: dict[str, Child] = {}
         self._stopping = False
         self._forced = False
 
@@ -57,9 +76,9 @@ class Supervisor:
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            for index in range(self._processes):
-                self._start(index, restart_delay=0.0)
-            logger.info("started %d worker processes", self._processes)
+            for spec in self._specs:
+                self._start(spec, restart_delay=0.0)
+            logger.info("started %s", ", ".join(spec.name for spec in self._specs))
             while not self._stopping:
                 self._watch()
             return self._drain()
@@ -73,23 +92,21 @@ class Supervisor:
 
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
         if self._stopping:
-            logger.warning("second %s: stopping workers now", signal.Signals(signum).name)
+            logger.warning("second %s: stopping now", signal.Signals(signum).name)
             self._forced = True
         else:
             logger.info(
-                "%s: draining workers (send it again to stop at once)",
+                "%s: draining (send it again to stop at once)",
                 signal.Signals(signum).name,
             )
         self._stopping = True
 
-    def _start(self, index: int, restart_delay: float) -> None:
+    def _start(self, spec: ChildSpec, restart_delay: float) -> None:
         process = self._context.Process(
-            target=run_worker_process,
-            args=(self._settings, index, self._initializer),
-            name=f"loginmetrics-worker-{index}",
+            target=spec.target, args=(*spec.args, self._initializer), name=spec.name
         )
         process.start()
-        self._children[index] = Child(index, process, time.monotonic(), restart_delay)
+        self._children[spec.name] = Child(spec, process, time.monotonic(), restart_delay)
 
     def _watch(self) -> None:
         # Dead children awaiting their restart are left out: their sentinels stay ready.
@@ -107,15 +124,15 @@ class Supervisor:
                 )
                 child.restart_at = now + child.restart_delay
                 logger.error(
-                    "worker %d (pid %s) exited with code %s after %.1f s; restarting in %.0f s",
-                    child.index,
+                    "%s (pid %s) exited with code %s after %.1f s; restarting in %.0f s",
+                    child.spec.name,
                     child.process.pid,
                     child.process.exitcode,
                     lived,
                     child.restart_delay,
                 )
             if now >= child.restart_at:
-                self._start(child.index, restart_delay=child.restart_delay)
+                self._start(child.spec, restart_delay=child.restart_delay)
 
     def _drain(self) -> int:
         for child in self._children.values():
@@ -128,8 +145,8 @@ class Supervisor:
                 if time.monotonic() >= deadline:
                     break
             if child.process.is_alive():
-                logger.warning("worker %d did not stop in time; killing it", child.index)
+                logger.warning("%s did not stop in time; killing it", child.spec.name)
                 child.process.kill()
                 child.process.join()
-        logger.info("all workers stopped")
+        logger.info("all processes stopped")
         return EXIT_FORCED if self._forced else EXIT_OK

@@ -171,14 +171,18 @@ class WindowConsumer:
         while pending:
             failed: list[RejectedRecord] = []
             for record in pending:
-                self._produce_dead_letter(record, encode_dead_letter(record, topic, processed_at), failed)
+                self._produce_dead_letter(
+                    record, encode_dead_letter(record, topic, processed_at), failed
+                )
             while self._producer.flush(1.0) > 0:
                 if self._stop.is_set():
                     return False
             if not failed:
                 return True
             logger.warning(
-                "%d dead letters not delivered to %s; retrying", len(failed), self._settings.dlq_topic
+                "%d dead letters not delivered to %s; retrying",
+                len(failed),
+                self._settings.dlq_topic,
             )
             pending = failed
             if self._idle(next(delays)):
@@ -249,11 +253,10 @@ class WindowConsumer:
                 if not self._paused:
                     self._stop.wait(min(remaining, 0.5))
                 continue
-            if message.error() is None:
+            partition, offset = message.partition(), message.offset()
+            if message.error() is None and partition is not None and offset is not None:
                 # Delivered before its partition could be paused: put it back, it is not ours yet.
-                self._consumer.seek(
-                    TopicPartition(message.topic(), message.partition(), message.offset())
-                )
+                self._consumer.seek(TopicPartition(self._settings.input_topic, partition, offset))
         return self._stop.is_set()
 
     # -- rebalance -------------------------------------------------------------------------
@@ -294,7 +297,10 @@ class WindowConsumer:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             logger.debug("offset commit skipped: %s", exc)
 
