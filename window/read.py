@@ -77,10 +77,14 @@ class WindowReader:
         return self._layout.bucket_start(self.server_time())
 
     def read(self, window_end: int) -> WindowTotals:
-        """Totals of the window ending (exclusive) at ``window_end``, in one round trip."""
+        """Totals of the window ending (exclusive) at ``window_end``, in one round trip.
+
+        MULTI/EXEC makes the read one snapshot: a batch applied meanwhile is seen whole or not
+        at all (it matters when the window still includes the bucket being written).
+        """
         layout = self._layout
         starts = layout.window_bucket_starts(window_end)
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=True)
         pipe.pfcount(*layout.bucket_keys(starts, BucketField.USERS))
         pipe.pfcount(*layout.bucket_keys(starts, BucketField.IPS))
         for distribution in (BucketField.DEVICES, BucketField.VERSIONS, BucketField.LOCALES):

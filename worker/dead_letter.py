@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from worker.validation import ErrorCode
 TOO_LARGE_EXCERPT_BYTES = 1024
 
 _encode = msgspec.json.Encoder().encode
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def dead_letter(rejected: RejectedRecord, topic: str, processed_at: datetime) -> dict[str, Any]:
@@ -34,12 +36,16 @@ def dead_letter(rejected: RejectedRecord, topic: str, processed_at: datetime) ->
         },
     }
     if rejection.document is None and value is not None:
+        cut = False
         if rejection.code is ErrorCode.TOO_LARGE:
             letter["message_bytes"] = len(value)
             letter["message_truncated"] = True
+            cut = len(value) > TOO_LARGE_EXCERPT_BYTES
             value = value[:TOO_LARGE_EXCERPT_BYTES]
         try:
-            letter["message"] = value.decode("utf-8")
+            # The cut may split a character: an incremental decode drops the incomplete tail
+            # (final=False) so a text payload stays text, while invalid bytes still raise.
+            letter["message"] = _utf8_decoder().decode(value, final=not cut)
         except UnicodeDecodeError:
             letter["message_base64"] = base64.b64encode(value).decode("ascii")
     return letter

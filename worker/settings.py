@@ -23,24 +23,29 @@ class WorkerSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     def consumer_config(self) -> dict[str, str | int | bool]:
+        # Later keys win: the operator's own settings (self.kafka) override only what is listed
+        # before them, never the keys exactly-once depends on.
         return {
-            **self.kafka,
-            "group.id": self.group_id,
-            "enable.auto.commit": False,
             # Where Redis has no applied offset and the group has no commit: start at the oldest.
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            # A killed worker's partitions move on after this long (librdkafka's default is 45 s).
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
             "fetch.min.bytes": 1,
             "fetch.wait.max.ms": 100,
             "queued.max.messages.kbytes": 65536,
+            **self.kafka,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
         }
 
     def dlq_producer_config(self) -> dict[str, str | int | bool]:
         return {
-            **self.kafka,
-            "enable.idempotence": True,
-            "acks": "all",
             "linger.ms": 20,
             "compression.type": "lz4",
             "message.timeout.ms": 30_000,
+            **self.kafka,
+            "enable.idempotence": True,
+            "acks": "all",
         }

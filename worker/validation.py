@@ -70,9 +70,20 @@ def validate(
             pass
         else:
             # inf - inf is nan, which is not equal to itself: rejects non-finite numbers cheaply.
-            if event.timestamp - event.timestamp == 0:
+            # msgspec skips unknown fields without checking their UTF-8, so check the payload.
+            if event.timestamp - event.timestamp == 0 and _is_utf8(value):
                 return event
     return classify(value, max_bytes)
+
+
+def _is_utf8(value: bytes) -> bool:
+    if value.isascii():  # the common case, and much cheaper than decoding
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def classify(value: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Rejection:

@@ -1,0 +1,133 @@
+"""Drives the real pipeline in tests: produce a stream, run `loginmetrics`, read back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, Producer
+
+from window import WindowLayout, WindowReader, WindowTotals
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes | None]]) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 2_000_000}
+    )
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0, "not every test message was delivered"
+
+
+def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[bytes]:
+    """Values of the first ``count`` messages of ``topic`` (fails after ``timeout``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(values) < count and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    values.append(message.value() or b"")
+    finally:
+        consumer.close()
+    assert len(values) >= count, f"only {len(values)} of {count} messages on {topic}"
+    return values
+
+
+def current_totals(client: redis.Redis, layout: WindowLayout) -> WindowTotals:
+    """Totals of the window ending with the bucket now being written."""
+    reader = WindowReader(client, layout)
+    return reader.read(reader.last_complete_window_end() + layout.bucket_seconds)
+
+
+def wait_for_messages(
+    client: redis.Redis, layout: WindowLayout, expected: int, timeout: float
+) -> WindowTotals:
+    """Poll the window until it holds ``expected`` messages; fail on timeout or overshoot."""
+    deadline = time.monotonic() + timeout
+    totals = current_totals(client, layout)
+    while totals.total_messages < expected and time.monotonic() < deadline:
+        time.sleep(0.25)
+        totals = current_totals(client, layout)
+    assert totals.total_messages == expected, (
+        f"window holds {totals.total_messages} messages, expected {expected}"
+    )
+    return totals
+
+
+def pipeline_env(
+    bootstrap: str, redis_url: str, prefix: str, **settings: str | int
+) -> dict[str, str]:
+    """Environment for a `loginmetrics` process: connection plus LOGINMETRICS_<OPTION>s."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "LOGINMETRICS_REDIS_PREFIX": prefix,
+    }
+    env.update({f"LOGINMETRICS_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
+
+
+@contextmanager
+def loginmetrics(
+    *args: str, env: dict[str, str], log: Path, stop_timeout: float = 40.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `loginmetrics ARGS` in its own session; SIGTERM it afterwards and check it exits 0."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", *args],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(stop_timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    raise AssertionError(
+                        f"loginmetrics {' '.join(args)} did not stop on SIGTERM; log {log}"
+                    ) from None
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes a supervisor spawned (not multiprocessing's resource tracker)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in command:
+                pids.append(int(pid))
+    return pids
