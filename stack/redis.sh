@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs Debian's redis-server on 127.0.0.1:6379 for local runs and tests: daemonized, no
+# persistence, pid/log/working dir in .stack/redis/. Installs redis-server with apt if missing.
+#
+#   bash stack/redis.sh start   # idempotent; returns once PING answers
+#   bash stack/redis.sh stop    # stops the server this checkout started, waits for it to exit
+#   bash stack/redis.sh status  # exit 0 when PING answers
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$ROOT/.stack/redis"
+PID_FILE="$STATE/redis.pid"
+PORT=6379
+TIMEOUT=20
+
+log() { echo "redis: $*" >&2; }
+
+answers() { [[ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" == "PONG" ]]; }
+
+our_pid() {
+    # Prints the pid from the pid file if that process is still a redis-server.
+    [[ -f "$PID_FILE" ]] || return 1
+    local pid
+    pid="$(cat "$PID_FILE")"
+    [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == redis-server* ]] || return 1
+    echo "$pid"
+}
+
+ensure_installed() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+    log "installing redis-server with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends redis-server
+}
+
+start() {
+    ensure_installed
+    if answers; then
+        log "already answering on 127.0.0.1:$PORT"
+        return 0
+    fi
+    mkdir -p "$STATE"
+    rm -f "$PID_FILE"
+    # save "" / appendonly no: a scratch server, nothing is written to disk.
+    redis-server --bind 127.0.0.1 --port "$PORT" --daemonize yes \
+        --pidfile "$PID_FILE" --logfile "$STATE/redis.log" --dir "$STATE" \
+        --save "" --appendonly no
+    local deadline=$((SECONDS + TIMEOUT))
+    until answers; do
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$STATE/redis.log" >&2 || true
+            log "did not answer within ${TIMEOUT}s"
+            exit 1
+        fi
+        sleep 0.2
+    done
+    log "ready on 127.0.0.1:$PORT (pid $(cat "$PID_FILE"))"
+}
+
+stop() {
+    local pid
+    if ! pid="$(our_pid)"; then
+        rm -f "$PID_FILE"
+        if command -v redis-cli >/dev/null && answers; then
+            log "a server answers on 127.0.0.1:$PORT but this checkout did not start it; left running"
+        else
+            log "not running"
+        fi
+        return 0
+    fi
+    log "stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "no exit after ${TIMEOUT}s; killing"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        sleep 0.2
+    done
+    rm -f "$PID_FILE"
+    log "stopped"
+}
+
+status() {
+    if command -v redis-cli >/dev/null && answers; then
+        log "answering on 127.0.0.1:$PORT"
+    else
+        log "not running"
+        return 3
+    fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
+esac
