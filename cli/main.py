@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.aggregate_command import aggregate
 from cli.logs import LogSettings
 from cli.worker_command import worker
 
@@ -50,6 +51,7 @@ def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
 
 
 cli.add_command(worker)
+cli.add_command(aggregate)
 
 
 def main() -> None:

@@ -1,0 +1,229 @@
+"""The aggregator loop: wait for the lease as a standby; as the leader, emit one metric event
+per tick.
+
+Every tick the leader claims the tick's window end in Redis (``claim_window_end.lua``) *before*
+producing its event. A claim is granted once per window end and only to the lease holder, so
+an event is emitted at most once, even by a leader that lost its lease while paused and wakes
+up mid-tick. Producing first and claiming after would turn a crash or a lost lease between the
+two into a duplicate event; claiming first turns it into a missing one, which the next tick's
+sliding window covers anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import redis
+from confluent_kafka import KafkaException, Producer
+
+from aggregator.lease import AggregatorLease, ClaimStatus
+from aggregator.metric_event import build_metric_event
+from aggregator.publisher import MetricPublisher
+from aggregator.settings import AggregatorSettings
+from aggregator.ticks import seconds_to_next_tick, tick_window_end
+from window import WindowReader
+from window.backoff import Backoff
+
+logger = logging.getLogger(__name__)
+
+# Errors of an unavailable or refusing Redis or Kafka: retried with backoff, never fatal.
+RETRIABLE_ERRORS = (redis.RedisError, KafkaException, BufferError)
+# Wake this long after a tick starts, so a reading of the Redis clock lands inside the new tick.
+TICK_MARGIN_SECONDS = 0.005
+LOUD_AFTER_FAILURES = 5
+
+
+class Aggregator:
+    """One aggregator of a window; any number may run, one of them is the leader."""
+
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        producer: Producer,
+        reader: WindowReader,
+        lease: AggregatorLease,
+        stop: threading.Event,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._layout = settings.layout
+        self._publisher = MetricPublisher(
+            producer, settings.metrics_topic, settings.layout.prefix, settings.flush_timeout_seconds
+        )
+        self._reader = reader
+        self._lease = lease
+        self._stop = stop
+        self._clock = clock
+        self._backoff = Backoff(max_seconds=min(5.0, settings.renew_interval_seconds))
+        self._delays: Iterator[float] | None = None
+        self._failures = 0
+        self.is_leader = False
+        self.emitted = 0
+        self._next_lease_at = clock()
+        self._next_tick_at = clock()
+        self._last_end: int | None = None  # newest window end this aggregator has handled
+        self._pending: int | None = None  # claimed window end whose event is not produced yet
+        self._announced_standby = False
+        self._took_over = False
+
+    def run(self) -> None:
+        """Until ``stop`` is set; then flush and release the lease for a standby to take."""
+        logger.info("aggregator %s: waiting for the lease", self._lease.token)
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(self.step())
+        finally:
+            self._shutdown()
+
+    def step(self) -> float:
+        """Do whatever is due now; return the seconds until something is due next."""
+        try:
+            self._lease_step()
+            if self.is_leader:
+                self._emit_step()
+        except RETRIABLE_ERRORS as exc:
+            return self._retry_delay(exc)
+        if self._failures:
+            logger.info("Redis and Kafka answer again after %d failed attempts", self._failures)
+            self._failures = 0
+            self._delays = None
+        due = (
+            min(self._next_lease_at, self._next_tick_at) if self.is_leader else self._next_lease_at
+        )
+        return max(0.0, due - self._clock())
+
+    # -- leadership ------------------------------------------------------------------------
+
+    def _lease_step(self) -> None:
+        if self._clock() < self._next_lease_at:
+            return
+        if self.is_leader:
+            if not self._lease.renew():
+                self._lose("the lease expired or another aggregator took it")
+                return  # try to take it back at once: it may simply have expired
+        elif self._lease.acquire():
+            self._lead()
+        elif not self._announced_standby:
+            logger.info("standing by: the lease is held by %s", self._lease.holder())
+            self._announced_standby = True
+        self._next_lease_at = self._clock() + self._settings.renew_interval_seconds
+
+    def _lead(self) -> None:
+        self.is_leader = True
+        self._announced_standby = False
+        self._took_over = True
+        self._next_tick_at = self._clock()  # emit the current tick now if nobody has
+        logger.info("leading: this aggregator (%s) emits the metric events now", self._lease.token)
+
+    def _lose(self, reason: str) -> None:
+        self.is_leader = False
+        logger.warning("lost leadership: %s; standing by", reason)
+        if self._pending is not None:
+            logger.warning("metric event of the window ending %d is not emitted", self._pending)
+            self._pending = None
+
+    # -- emission --------------------------------------------------------------------------
+
+    def _emit_step(self) -> None:
+        if self._pending is not None:
+            self._retry_pending(self._pending)
+        if self._clock() < self._next_tick_at:
+            return
+        server_now = self._reader.server_time()
+        local_now = self._clock()
+        interval = self._settings.emit_interval_seconds
+        end = tick_window_end(server_now, interval, self._layout)
+        if self._last_end is None or end > self._last_end:
+            self._claim_and_publish(end)
+        self._next_tick_at = (
+            local_now + seconds_to_next_tick(server_now, interval) + TICK_MARGIN_SECONDS
+        )
+
+    def _claim_and_publish(self, end: int) -> None:
+        claim = self._lease.claim(end)
+        if claim.status is ClaimStatus.NOT_LEADER:
+            self._lose(f"the lease is held by {claim.holder or 'nobody'}")
+            self._next_lease_at = self._clock()
+            return
+        self._last_end = end
+        if claim.status is ClaimStatus.ALREADY_EMITTED:
+            logger.debug("window ending %d already emitted (last %s)", end, claim.previous)
+            return
+        if self._took_over:
+            self._took_over = False
+            logger.info(
+                "taking over at the window ending %d (last emitted: %s)", end, claim.previous
+            )
+        self._pending = end
+        self._publish(end)
+
+    def _retry_pending(self, end: int) -> None:
+        # Past the grace period the window's oldest buckets may have expired: its totals are gone.
+        if self._reader.server_time() - end > self._layout.expiry_grace_seconds:
+            logger.error("gave up the metric event of the window ending %d: too late to read", end)
+            self._pending = None
+            return
+        self._publish(end)
+
+    def _publish(self, end: int) -> None:
+        totals = self._reader.read(end)
+        event = build_metric_event(totals, datetime.now(UTC), self._layout.bucket_seconds)
+        self._publisher.publish(event)
+        self._pending = None
+        self.emitted += 1
+        logger.info(
+            "metric event for [%s, %s): %d messages, %d errors, %d users, %d ips, %.2f msg/s",
+            event.window_start,
+            event.window_end,
+            event.total_messages,
+            event.total_errors,
+            event.active_users,
+            event.unique_ips,
+            event.processing_rate,
+        )
+
+    # -- failures and shutdown -------------------------------------------------------------
+
+    def _retry_delay(self, exc: BaseException) -> float:
+        if self._delays is None:
+            self._delays = self._backoff.delays()
+        self._failures += 1
+        delay = next(self._delays)
+        service = "Redis" if isinstance(exc, redis.RedisError) else "Kafka"
+        logger.log(
+            logging.ERROR if self._failures >= LOUD_AFTER_FAILURES else logging.WARNING,
+            "%s unavailable (%s: %s); attempt %d failed, retrying in %.1f s",
+            service,
+            type(exc).__name__,
+            exc,
+            self._failures,
+            delay,
+        )
+        return delay
+
+    def _shutdown(self) -> None:
+        # Release first: a standby may emit the next window while the last events are flushed;
+        # claims already keep every window end to one event.
+        if self.is_leader:
+            self.is_leader = False
+            self._release_lease()
+        self._publisher.close()
+        logger.info("aggregator stopped after %d metric events", self.emitted)
+
+    def _release_lease(self) -> None:
+        try:
+            released = self._lease.release()
+        except RETRIABLE_ERRORS as exc:
+            logger.warning(
+                "could not release the lease (%s); a standby takes over when it expires", exc
+            )
+            return
+        if released:
+            logger.info("released the lease for a standby to take")
+        else:
+            logger.warning("the lease had already expired or been taken over")

@@ -1,0 +1,62 @@
+"""The frozen settings an aggregator process is started with (built by the CLI, pickled to a
+child in ``run`` mode)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from window import WindowLayout
+from window.errors import ConfigError, WindowConfigError
+
+# Below this a lease is renewed several times a second and a GC pause or a slow Redis reply
+# would hand leadership back and forth.
+MIN_LEASE_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorSettings:
+    # librdkafka settings shared by every client: bootstrap servers and security; may hold secrets.
+    kafka: Mapping[str, str]
+    redis_url: str
+    layout: WindowLayout = field(default_factory=WindowLayout)
+    metrics_topic: str = "metric-event"
+    emit_interval_seconds: float = 10.0
+    # The leader renews every third of this; a standby takes over at most ~4/3 of it after the
+    # leader dies.
+    lease_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.emit_interval_seconds) and self.emit_interval_seconds > 0):
+            raise WindowConfigError(
+                f"--emit-interval must be a positive number of seconds, "
+                f"got {self.emit_interval_seconds}"
+            )
+        if not (math.isfinite(self.lease_seconds) and self.lease_seconds >= MIN_LEASE_SECONDS):
+            raise ConfigError(
+                f"--lease-seconds must be at least {MIN_LEASE_SECONDS:g}, got {self.lease_seconds}"
+            )
+        if not self.metrics_topic:
+            raise ConfigError("--metrics-topic must not be empty")
+
+    @property
+    def renew_interval_seconds(self) -> float:
+        """How often the leader renews and a standby tries to take the lease."""
+        return self.lease_seconds / 3
+
+    @property
+    def flush_timeout_seconds(self) -> float:
+        # Bounded so that waiting for Kafka never outlasts a lease renewal.
+        return min(5.0, self.emit_interval_seconds, self.renew_interval_seconds)
+
+    def producer_config(self) -> dict[str, str | int | bool]:
+        return {
+            **self.kafka,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 50,
+            "compression.type": "lz4",
+            # A metric event older than this is not worth delivering any more.
+            "message.timeout.ms": 60_000,
+        }
