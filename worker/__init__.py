@@ -1,0 +1,1 @@
+"""Worker processes: consume login events, validate, dead-letter, apply batches to the window."""
