@@ -8,6 +8,7 @@ from cli.aggregate_command import aggregate
 from cli.generate_command import generate
 from cli.logs import LogSettings
 from cli.print_command import print_messages
+from cli.run_command import run
 from cli.worker_command import worker
 
 
@@ -55,6 +56,7 @@ def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
 cli.add_command(worker)
 cli.add_command(print_messages)
 cli.add_command(generate)
+cli.add_command(run)
 cli.add_command(aggregate)
 
 

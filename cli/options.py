@@ -11,6 +11,7 @@ import click
 from cli.config import build_kafka_config
 from window import WindowLayout
 from window.errors import WindowConfigError
+from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +144,21 @@ processes = _option(
     type=click.IntRange(min=1),
     default=1,
     help="Worker processes (one Kafka consumer each) in the group.",
+)
+
+batch_size = _option(
+    "--batch-size",
+    envvar="LOGINMETRICS_BATCH_SIZE",
+    type=click.IntRange(min=1),
+    default=10_000,
+    help="Most messages taken from Kafka and applied to Redis in one step.",
+)
+max_message_bytes = _option(
+    "--max-message-bytes",
+    envvar="LOGINMETRICS_MAX_MESSAGE_BYTES",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_MESSAGE_BYTES,
+    help="Larger messages go to the dead-letter queue as too_large.",
 )
 
 

@@ -13,7 +13,6 @@ from cli.logs import LogSettings
 from window import WindowLayout
 from worker.settings import WorkerSettings
 from worker.supervisor import Supervisor, worker_specs
-from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -26,24 +25,8 @@ logger = logging.getLogger(__name__)
 @options.dlq_topic
 @options.group_id
 @options.processes
-@click.option(
-    "--batch-size",
-    envvar="LOGINMETRICS_BATCH_SIZE",
-    show_envvar=True,
-    type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
-    help="Most messages taken from Kafka and applied to Redis in one step.",
-)
-@click.option(
-    "--max-message-bytes",
-    envvar="LOGINMETRICS_MAX_MESSAGE_BYTES",
-    show_envvar=True,
-    type=click.IntRange(min=1),
-    default=DEFAULT_MAX_MESSAGE_BYTES,
-    show_default=True,
-    help="Larger messages go to the dead-letter queue as too_large.",
-)
+@options.batch_size
+@options.max_message_bytes
 @click.pass_obj
 def worker(
     logs: LogSettings,
@@ -75,14 +58,19 @@ def worker(
         batch_size=batch_size,
         max_message_bytes=max_message_bytes,
     )
+    log_worker_startup(settings, processes)
+    sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())
+
+
+def log_worker_startup(settings: WorkerSettings, processes: int) -> None:
+    """One line with everything an operator checks first (shared with ``loginmetrics run``)."""
     logger.info(
         "worker pool: %d processes, group %s, %s -> Redis %s (prefix %s), DLQ %s; Kafka: %s",
         processes,
-        group_id,
-        input_topic,
-        redact_url(redis_url),
-        layout.prefix,
-        dlq_topic,
-        describe_kafka(kafka),
+        settings.group_id,
+        settings.input_topic,
+        redact_url(settings.redis_url),
+        settings.layout.prefix,
+        settings.dlq_topic,
+        describe_kafka(dict(settings.kafka)),
     )
-    sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())

@@ -1,0 +1,100 @@
+"""``loginmetrics run``: the worker pool and the aggregator as one application, one Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import redis
+
+from aggregator.process import run_aggregator_process
+from cli import options
+from cli.aggregate_command import aggregator_settings, lease_seconds, log_aggregator_startup
+from cli.broker import STACK_HINT, require_topics
+from cli.config import redact_url
+from cli.logs import LogSettings
+from cli.worker_command import log_worker_startup
+from window import WindowLayout
+from worker.settings import WorkerSettings
+from worker.supervisor import ChildSpec, Supervisor, worker_specs
+
+AGGREGATOR_PROCESS = "loginmetrics-aggregator"
+
+
+@click.command()
+@options.kafka_connection
+@options.redis_url
+@options.window_layout
+@options.input_topic
+@options.metrics_topic
+@options.dlq_topic
+@options.group_id
+@options.processes
+@options.batch_size
+@options.max_message_bytes
+@options.emit_interval
+@lease_seconds
+@click.pass_obj
+def run(
+    logs: LogSettings,
+    kafka: dict[str, str],
+    redis_url: str,
+    layout: WindowLayout,
+    input_topic: str,
+    metrics_topic: str,
+    dlq_topic: str,
+    group_id: str,
+    processes: int,
+    batch_size: int,
+    max_message_bytes: int,
+    emit_interval: float,
+    lease_seconds: float,
+) -> None:
+    """Run the whole pipeline: --processes workers and the aggregator.
+
+    The single-application mode of `loginmetrics worker` plus `loginmetrics
+    aggregate`: one supervisor starts both, restarts a process that dies, and
+    on Ctrl-C (or SIGTERM) drains them all and exits 0. Watch the result with
+    `loginmetrics print --table` and feed it with `loginmetrics generate`.
+    """
+    worker = WorkerSettings(
+        kafka=kafka,
+        redis_url=redis_url,
+        layout=layout,
+        input_topic=input_topic,
+        dlq_topic=dlq_topic,
+        group_id=group_id,
+        batch_size=batch_size,
+        max_message_bytes=max_message_bytes,
+    )
+    aggregator = aggregator_settings(
+        kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
+    )
+    require_topics(kafka, [input_topic, dlq_topic, metrics_topic])
+    require_redis(redis_url)
+    log_worker_startup(worker, processes)
+    log_aggregator_startup(aggregator)
+    specs = [
+        *worker_specs(worker, processes),
+        ChildSpec(AGGREGATOR_PROCESS, run_aggregator_process, (aggregator,)),
+    ]
+    sys.exit(Supervisor(specs, initializer=logs.configure).run())
+
+
+def require_redis(url: str) -> None:
+    """Fail with what to do unless Redis answers (the client lives only for the check)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise click.ClickException(
+            f"Redis at {redact_url(url)} refused the credentials: check the password in "
+            "--redis-url / REDIS_URL"
+        ) from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"Redis at {redact_url(url)} not reachable ({type(exc).__name__}) — {STACK_HINT}, "
+            "or point --redis-url / REDIS_URL at your server"
+        ) from exc
+    finally:
+        client.close()
