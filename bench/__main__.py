@@ -1,0 +1,18 @@
+"""``python -m bench``: every benchmark once, with modest defaults (a few minutes in all)."""
+
+from __future__ import annotations
+
+from bench import freshness, memory, throughput
+
+
+def main() -> None:
+    summaries = [
+        throughput.summary_line(throughput.main(["--messages", "300000", "--repeat", "3"])),
+        freshness.summary_line(freshness.main(["--rate", "20000", "--seconds", "30"])),
+        memory.summary_line(memory.main(["--users", "300000", "--window", "20"])),
+    ]
+    print("\n".join(["", "summary:", *summaries]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Messages per second of loginmetrics workers against the physical limit, in one run.
+
+Preloads ``--messages`` login messages into a fresh 4-partition topic once, then drains it
+``--repeat`` times per process count with (a) a bare confluent-kafka consumer that only reads
+``msg.value()`` (the ceiling) and (b) ``loginmetrics worker --processes N`` (fresh Redis prefix
+and group each time), and reports the median and min-max of each and their ratio.
+
+    python -m bench.throughput --messages 1000000 --repeat 3 --processes 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from bench import results
+from bench.stack import (
+    RESULTS,
+    WindowProgress,
+    cpu_seconds,
+    fast_producer,
+    load_average,
+    peak_rss_mib,
+    prefix_memory,
+    produce_all,
+    redis_prefix,
+    topics,
+    used_memory,
+    worker_pids,
+)
+from bench.stream import LoginPayloads
+from tests.pipeline import loginmetrics, pipeline_env
+from worker.settings import WorkerSettings
+
+PARTITIONS = 4
+
+
+@dataclass
+class Drain:
+    """One pass over the preloaded topic."""
+
+    kind: str  # "ceiling" or "worker"
+    processes: int
+    rate: float  # msg/s while 10 % .. 90 % of the topic was done
+    seconds: float  # from the first message seen to the last
+    complete: bool
+    peak_rss_mib: list[float | None] | None = None
+    cpu_seconds: list[float | None] | None = None
+    exact: bool | None = None
+    redis_used_memory: int | None = None
+    prefix_keys: int | None = None
+    prefix_bytes: int | None = None
+    load_average: list[float] | None = None
+
+
+def _observe(
+    done: Callable[[], int], total: int, every: float, timeout: float
+) -> list[tuple[float, int]]:
+    """Sample progress until ``total`` is done (or ``timeout``): (time, done) pairs."""
+    deadline = time.monotonic() + timeout
+    samples = [(time.monotonic(), done())]
+    while samples[-1][1] < total and time.monotonic() < deadline:
+        time.sleep(every)
+        samples.append((time.monotonic(), done()))
+    return samples
+
+
+def _active_seconds(samples: list[tuple[float, int]]) -> float:
+    started = next((at for at, n in samples if n), None)
+    return 0.0 if started is None else samples[-1][0] - started
+
+
+# -- (a) the ceiling: a consumer loop that only reads values -------------------------------------
+
+
+def _bare_consumer(
+    bootstrap: str,
+    overrides: dict[str, str],
+    topic: str,
+    partitions: list[int],
+    batch: int,
+    done: Any,
+    out: Any,
+) -> None:
+    """Read every message of ``partitions`` to their end, adding to ``done`` per batch."""
+    # The workers' own fetch settings, so the ratio isolates what loginmetrics does per message.
+    kafka = {"bootstrap.servers": bootstrap, **overrides}
+    config = WorkerSettings(kafka=kafka, redis_url="").consumer_config()
+    consumer = Consumer({**config, "group.id": f"bench-ceiling-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 3.0:  # the parent stops us once the topic is read
+        records = consumer.consume(batch, 0.5)
+        count = 0
+        for record in records:
+            if record.error() is None:
+                record.value()
+                count += 1
+        if count:
+            idle_since = time.monotonic()
+            with done.get_lock():
+                done.value += count
+    out.put(peak_rss_mib(os.getpid()))
+    consumer.close()
+
+
+def ceiling(args: argparse.Namespace, topic: str, total: int, processes: int, batch: int) -> Drain:
+    context = multiprocessing.get_context("spawn")
+    done = context.Value("q", 0)
+    out = context.Queue()
+    children = [
+        context.Process(
+            target=_bare_consumer,
+            args=(
+                args.bootstrap_servers,
+                kafka_overrides(args),
+                topic,
+                list(range(i, PARTITIONS, processes)),
+                batch,
+                done,
+                out,
+            ),
+        )
+        for i in range(processes)
+    ]
+    load = load_average()
+    for child in children:
+        child.start()
+    samples = _observe(lambda: done.value, total, 0.02, args.timeout)
+    rss = [out.get(timeout=60) for _ in children]
+    for child in children:
+        child.join()
+    return Drain(
+        "ceiling",
+        processes,
+        results.steady_rate(samples, total),
+        _active_seconds(samples),
+        complete=samples[-1][1] == total,
+        peak_rss_mib=rss,
+        load_average=load,
+    )
+
+
+# -- (b) loginmetrics workers ---------------------------------------------------------------------
+
+
+def workers(
+    args: argparse.Namespace,
+    client: redis.Redis,
+    names: dict[str, str],
+    processes: int,
+    expected: tuple[int, int],
+    logs: Path,
+) -> Drain:
+    total = sum(expected)
+    with redis_prefix(client) as prefix:
+        settings: dict[str, str | int] = {
+            "input_topic": names["login"],
+            "dlq_topic": names["dlq"],
+            "group_id": prefix,
+        }
+        if args.batch_size:
+            settings["batch_size"] = args.batch_size
+        if args.kafka_config:
+            settings["kafka_config"] = " ".join(args.kafka_config)
+        env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **settings)
+        log = logs / f"{prefix}-worker.log"
+        progress = WindowProgress(client, prefix)
+        load = load_average()
+        with loginmetrics("worker", "--processes", str(processes), env=env, log=log) as pool:
+            pids = worker_pids(pool.pid, processes)
+            samples = _observe(lambda: progress.totals().total_messages, total, 0.05, args.timeout)
+            totals = progress.totals()
+            rss = [peak_rss_mib(pid) for pid in pids]
+            cpu = [cpu_seconds(pid) for pid in pids]
+            keys, key_bytes = prefix_memory(client, prefix)
+            redis_memory = used_memory(client)
+        if pool.returncode != 0:
+            print(f"  worker pool exited {pool.returncode}; log {log}", file=sys.stderr)
+    return Drain(
+        "worker",
+        processes,
+        results.steady_rate(samples, total),
+        _active_seconds(samples),
+        complete=totals.total_messages == total,
+        peak_rss_mib=rss,
+        cpu_seconds=cpu,
+        exact=(totals.valid, totals.invalid) == expected,
+        redis_used_memory=redis_memory,
+        prefix_keys=keys,
+        prefix_bytes=key_bytes,
+        load_average=load,
+    )
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    client = redis.Redis.from_url(args.redis_url)
+    counts = [int(n) for n in args.processes.split(",")]
+    logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    with topics(args.bootstrap_servers, login=PARTITIONS, dlq=1) as names:
+        payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
+        started = time.monotonic()
+        produce_all(
+            fast_producer(args.bootstrap_servers),
+            names["login"],
+            (next(payloads) for _ in range(args.messages)),
+        )
+        print(f"preloaded {args.messages} messages in {time.monotonic() - started:.1f} s")
+        expected = (payloads.valid, payloads.invalid)
+        batch = args.batch_size or WorkerSettings(kafka={}, redis_url="").batch_size
+        drains: list[Drain] = []
+        for repetition in range(args.repeat):
+            for processes in counts:
+                for drain in (
+                    ceiling(args, names["login"], args.messages, processes, batch),
+                    workers(args, client, names, processes, expected, logs),
+                ):
+                    drains.append(drain)
+                    print(
+                        f"  [{repetition + 1}/{args.repeat}] {drain.kind:7} x{processes}: "
+                        f"{drain.rate:9,.0f} msg/s"
+                        + ("" if drain.complete else " (INCOMPLETE)")
+                        + ("" if drain.exact in (None, True) else " (NOT EXACT)")
+                    )
+    client.close()
+    return _summarise(args, counts, drains)
+
+
+def _summarise(args: argparse.Namespace, counts: list[int], drains: list[Drain]) -> dict[str, Any]:
+    by_count: dict[str, Any] = {}
+    for processes in counts:
+        ceil = [d.rate for d in drains if d.kind == "ceiling" and d.processes == processes]
+        work = [d for d in drains if d.kind == "worker" and d.processes == processes]
+        rates = [d.rate for d in work]
+        # Whole-run worker CPU (startup included): a figure less sensitive to other load.
+        msgs_per_cpu = [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in work]
+        by_count[str(processes)] = {
+            "ceiling_msg_per_s": results.spread(ceil),
+            "worker_msg_per_s": results.spread(rates),
+            "ratio_worker_to_ceiling": statistics.median(rates) / statistics.median(ceil),
+            "worker_peak_rss_mib": max(max(r or 0 for r in d.peak_rss_mib or [0]) for d in work),
+            "worker_msg_per_cpu_second": results.spread(msgs_per_cpu),
+            "redis_used_memory_bytes": max(d.redis_used_memory or 0 for d in work),
+            "prefix_bytes": max(d.prefix_bytes or 0 for d in work),
+            "all_exact": all(d.exact for d in work),
+        }
+    return {
+        "benchmark": "throughput",
+        "machine": results.machine(),
+        "load_average_end": load_average(),
+        "config": vars(args),
+        "by_processes": by_count,
+        "drains": [asdict(d) for d in drains],
+    }
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    parts = []
+    for processes, figures in result["by_processes"].items():
+        w, c = figures["worker_msg_per_s"], figures["ceiling_msg_per_s"]
+        parts.append(
+            f"x{processes}: worker {w['median']:,.0f} msg/s ({w['min']:,.0f}-{w['max']:,.0f}), "
+            f"ceiling {c['median']:,.0f} ({c['min']:,.0f}-{c['max']:,.0f}), "
+            f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
+            f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
+        )
+    return "throughput: " + "; ".join(parts) + f"; load {result['load_average_end']}"
+
+
+def kafka_overrides(args: argparse.Namespace) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in args.kafka_config)
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="python -m bench.throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument("--messages", type=int, default=1_000_000)
+    parse.add_argument("--repeat", type=int, default=3)
+    parse.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parse.add_argument("--users", type=int, default=100_000, help="size of the repeating user pool")
+    parse.add_argument("--invalid-every", type=int, default=20, help="every Nth message is invalid")
+    parse.add_argument("--batch-size", type=int, default=0, help="worker --batch-size (0: default)")
+    parse.add_argument("--seed", type=int, default=7)
+    parse.add_argument(
+        "-X",
+        "--kafka-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="librdkafka setting for the ceiling consumer and the workers alike (repeatable)",
+    )
+    parse.add_argument("--timeout", type=float, default=300.0, help="most seconds for one drain")
+    parse.add_argument(
+        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parse.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    return parse
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    result = run(args)
+    path = results.write("throughput", result)
+    print(summary_line(result))
+    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
