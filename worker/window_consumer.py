@@ -114,7 +114,7 @@ class WindowConsumer:
         if outcome is None:
             return
         if not outcome.applied:
-            self._rewind(batch, outcome)
+            self._rewind(batch, outcome, advances)
             return
         for advance in advances:
             if advance.partition in self._applied:
@@ -133,16 +133,22 @@ class WindowConsumer:
             lambda: self._writer.apply_batch(advances, increments), "apply a batch"
         )
 
-    def _rewind(self, batch: FoldedBatch, outcome: ApplyOutcome) -> None:
+    def _rewind(
+        self, batch: FoldedBatch, outcome: ApplyOutcome, advances: list[PartitionAdvance]
+    ) -> None:
         """Another worker applied past us: drop the batch and resume where the window is."""
         self.stats.refused_batches += 1
         partitions = [p for p in batch.last_offsets if p in self._applied]
+        # What the batch expected, not self._applied: a rebalance may have changed that since.
+        expected = next(
+            (a.expected for a in advances if a.partition == outcome.conflict_partition), None
+        )
         logger.warning(
             "window refused batch: partition %s is at offset %s in Redis, not %s; "
             "another worker owns it now, rewinding %s",
             outcome.conflict_partition,
             outcome.stored_offset,
-            self._applied.get(outcome.conflict_partition or 0),
+            expected,
             partitions,
         )
         fresh = self._retry_redis(
