@@ -2,6 +2,8 @@
 # Runs one local Apache Kafka broker (KRaft, combined broker + controller, node 1) from the
 # jars stack/pom.xml pins: PLAINTEXT on 127.0.0.1:9092, controller on 127.0.0.1:9093.
 # State (data, logs, pid, generated config) lives in .stack/kafka/.
+# KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_STATE_DIR override these, so tests can run a
+# private broker of their own (and stop it) beside the shared one.
 #
 #   bash stack/kafka.sh start   # idempotent; returns once the broker answers requests
 #   bash stack/kafka.sh stop    # stops the broker this checkout started, waits for it to exit
@@ -10,12 +12,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIBS="$ROOT/stack/kafka-libs"
-STATE="$ROOT/.stack/kafka"
+STATE="${KAFKA_STATE_DIR:-$ROOT/.stack/kafka}"
 PID_FILE="$STATE/kafka.pid"
 CONFIG="$STATE/server.properties"
 LOG4J_CONFIG="$STATE/log4j2.xml"
-PORT=9092
-CONTROLLER_PORT=9093
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"

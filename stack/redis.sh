@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs Debian's redis-server on 127.0.0.1:6379 for local runs and tests: daemonized, no
 # persistence, pid/log/working dir in .stack/redis/. Installs redis-server with apt if missing.
+# REDIS_PORT and REDIS_STATE_DIR override the port and that directory, so tests can run a
+# private server of their own (and stop it) beside the shared one.
 #
 #   bash stack/redis.sh start   # idempotent; returns once PING answers
 #   bash stack/redis.sh stop    # stops the server this checkout started, waits for it to exit
@@ -8,9 +10,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.stack/redis"
+STATE="${REDIS_STATE_DIR:-$ROOT/.stack/redis}"
 PID_FILE="$STATE/redis.pid"
-PORT=6379
+PORT="${REDIS_PORT:-6379}"
 TIMEOUT=20
 
 log() { echo "redis: $*" >&2; }

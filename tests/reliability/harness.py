@@ -1,0 +1,311 @@
+"""What the fault-injection tests share: planned streams with per-message ground truth, a paced
+producer that records where every message landed, and readers for the window, the DLQ and the
+logs. Ground truth is computed here from the test's own plan, never by the code under test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from tests.pipeline import current_totals
+from tests.streams import DEVICES, INVALID_PAYLOADS, LOCALES, VERSIONS, GroundTruth
+from window import WindowLayout, WindowTotals
+
+Source = tuple[int, int]  # (partition, offset) of a message in the input topic
+# librdkafka's own log lines (a broker going away is expected here) go to pytest's log capture.
+kafka_logger = logging.getLogger("tests.reliability.kafka")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """One message of a test stream and what it must do to the window: counted as ``event``
+    (``code`` None) or dead-lettered with ``code``."""
+
+    key: bytes | None
+    value: bytes | None
+    code: str | None = None
+    event: dict[str, Any] | None = None
+    kind: str = "login"  # what the test meant to send, for its report
+
+
+def valid_message(event: dict[str, Any]) -> PlannedMessage:
+    return PlannedMessage(str(event["user_id"]).encode(), json.dumps(event).encode(), None, event)
+
+
+def planned_stream(
+    count: int, users: int, invalid_every: int = 50, seed: int = 11
+) -> list[PlannedMessage]:
+    """``count`` logins from a pool of ``users``; every ``invalid_every``-th one is one of the
+    known unusable payloads (every error code in turn, tombstones and 70 KB messages included)."""
+    rng = random.Random(seed)
+    pool = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(users)]
+    messages: list[PlannedMessage] = []
+    for n in range(count):
+        if invalid_every and n % invalid_every == invalid_every - 1:
+            code, payload = INVALID_PAYLOADS[(n // invalid_every) % len(INVALID_PAYLOADS)]
+            messages.append(PlannedMessage(f"bad-{n}".encode(), payload, code))
+            continue
+        messages.append(
+            valid_message(
+                {
+                    "user_id": rng.choice(pool),
+                    "app_version": rng.choice(VERSIONS),
+                    "ip": f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}",
+                    "locale": rng.choice(LOCALES),
+                    "device_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "timestamp": 1_736_653_976 + n,
+                    "device_type": rng.choice(DEVICES),
+                }
+            )
+        )
+    return messages
+
+
+def truth_of(messages: Iterable[PlannedMessage]) -> GroundTruth:
+    truth = GroundTruth()
+    for message in messages:
+        if message.code is not None:
+            truth.invalid += 1
+            truth.invalid_codes[message.code] += 1
+            continue
+        event = message.event
+        assert event is not None
+        truth.valid += 1
+        truth.users.add(event["user_id"])
+        truth.ips.add(event["ip"])
+        truth.devices[event["device_type"]] += 1
+        truth.versions[event["app_version"]] += 1
+        truth.locales[event["locale"]] += 1
+    return truth
+
+
+class Feeder:
+    """Produces a planned stream in a background thread, at ``rate`` messages per second (None:
+    as fast as it goes), and records the partition and offset each message landed at.
+
+    The producer is idempotent, so a broker outage neither loses nor duplicates a message in the
+    input topic: the ground truth stays exact whatever the test does to the broker.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        messages: Sequence[PlannedMessage],
+        rate: float | None = None,
+    ) -> None:
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.max.bytes": 2_000_000,
+                "message.timeout.ms": 180_000,
+                "logger": kafka_logger,
+            }
+        )
+        self._topic = topic
+        self._messages = messages
+        self._rate = rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self.sources: list[Source | None] = [None] * len(messages)
+        self.errors: list[str] = []
+        self.produced = 0
+        self.finished = threading.Event()
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _delivered(self, index: int) -> Callable[[Any, Any], None]:
+        def on_delivery(error: Any, message: Any) -> None:
+            if error is not None:
+                self.errors.append(f"message {index}: {error}")
+            else:
+                self.sources[index] = (message.partition(), message.offset())
+
+        return on_delivery
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        for index, message in enumerate(self._messages):
+            if self._stop.is_set():
+                break
+            if self._rate is not None:
+                while index >= (time.monotonic() - started) * self._rate:
+                    if self._stop.wait(0.005):
+                        break
+                if self._stop.is_set():
+                    break
+            while True:
+                try:
+                    self._producer.produce(
+                        self._topic,
+                        message.value,
+                        key=message.key,
+                        on_delivery=self._delivered(index),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self.produced = index + 1
+            self._producer.poll(0)
+        self.finished.set()
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """Stop producing; wait until every produced message is acknowledged; return how many."""
+        self._stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the feeder thread did not stop"
+        assert self._producer.flush(timeout) == 0, "produced messages were never acknowledged"
+        assert not self.errors, f"messages not delivered: {self.errors[:5]}"
+        return self.produced
+
+    def wait_finished(self, timeout: float) -> None:
+        assert self.finished.wait(timeout), f"feeder produced only {self.produced} in {timeout} s"
+
+    @property
+    def produced_messages(self) -> Sequence[PlannedMessage]:
+        return self._messages[: self.produced]
+
+    def expected_dead_letters(self) -> dict[Source, str]:
+        """Source partition and offset -> error code, of every unusable message produced."""
+        expected: dict[Source, str] = {}
+        for message, source in zip(self.produced_messages, self.sources, strict=False):
+            assert source is not None, "stop() the feeder before asking where messages went"
+            if message.code is not None:
+                expected[source] = message.code
+        return expected
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[bytes]:
+    """Every message value now in ``topic`` (up to each partition's high watermark)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "logger": kafka_logger,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        ends: dict[int, int] = {}
+        for partition in metadata.partitions:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        position = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + timeout
+        while any(position[p] < ends[p] for p in ends):
+            assert time.monotonic() < deadline, f"read {len(values)} messages of {topic} only"
+            for message in consumer.consume(1000, 0.5):
+                assert message.error() is None, message.error()
+                position[message.partition()] = message.offset() + 1
+                values.append(message.value() or b"")
+    finally:
+        consumer.close()
+    return values
+
+
+def check_dead_letters(
+    values: Sequence[bytes], expected: dict[Source, str], topic: str
+) -> tuple[int, Counter[str]]:
+    """Every unusable message has a dead letter with its code and source; no dead letter for
+    anything else; duplicates only of the same source. Returns (duplicates, letters per code)."""
+    seen: Counter[Source] = Counter()
+    wrong: list[str] = []
+    codes: Counter[str] = Counter()
+    for value in values:
+        letter = json.loads(value)
+        source = (letter["source"]["partition"], letter["source"]["offset"])
+        seen[source] += 1
+        codes[letter["error_code"]] += 1
+        want = expected.get(source)
+        if letter["topic_name"] != topic or want != letter["error_code"]:
+            wrong.append(f"{source}: {letter['error_code']} ({letter['error']}), expected {want}")
+    missing = sorted(set(expected) - set(seen))
+    assert not wrong, f"{len(wrong)} wrong dead letters, e.g. {wrong[:10]}"
+    assert not missing, f"{len(missing)} unusable messages have no dead letter: {missing[:10]}"
+    return sum(seen.values()) - len(seen), codes
+
+
+def assert_matches(totals: WindowTotals, truth: GroundTruth) -> None:
+    """Counters and distributions exact; distinct users and IPs within HyperLogLog's 2 %."""
+    assert (totals.valid, totals.invalid) == (truth.valid, truth.invalid)
+    assert totals.devices == dict(truth.devices)
+    assert totals.versions == dict(truth.versions)
+    assert totals.locales == dict(truth.locales)
+    assert totals.active_users == pytest.approx(len(truth.users), rel=0.02)
+    assert totals.unique_ips == pytest.approx(len(truth.ips), rel=0.02)
+
+
+def wait_for_total(
+    client: redis.Redis, layout: WindowLayout, expected: int, timeout: float, log: Path
+) -> WindowTotals:
+    """Poll the window until it holds ``expected`` messages; fail at once on more (a message
+    counted twice), or on timeout; then check it stays there (nothing applied late)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        totals = current_totals(client, layout)
+        assert totals.total_messages <= expected, (
+            f"window holds {totals.total_messages} messages, more than the {expected} produced"
+        )
+        if totals.total_messages == expected:
+            break
+        assert time.monotonic() < deadline, (
+            f"window holds {totals.total_messages} of {expected} messages after {timeout} s; "
+            f"log tail:\n{tail(log)}"
+        )
+        time.sleep(0.25)
+    time.sleep(2.0)  # a batch applied twice, or late, would show up now
+    totals = current_totals(client, layout)
+    assert totals.total_messages == expected, "the window moved after holding every message"
+    return totals
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; log:\n{tail(log)}"
+        time.sleep(0.1)
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def log_lines(log: Path, pid: int | None = None) -> list[str]:
+    """Lines of a `loginmetrics` text log, only those of process ``pid`` if given."""
+    lines = log.read_text(errors="replace").splitlines()
+    if pid is None:
+        return lines
+    marker = re.compile(rf"\[{pid}\] ")
+    return [line for line in lines if marker.search(line)]
+
+
+def applied_offsets(client: redis.Redis, layout: WindowLayout, topic: str) -> dict[int, int]:
+    raw: dict[bytes, bytes] = client.hgetall(layout.applied_offsets_key(topic))
+    return {int(partition): int(offset) for partition, offset in raw.items() if offset}

@@ -1,0 +1,140 @@
+"""Two `loginmetrics aggregate` processes; the leader is SIGKILLed, restarted as a standby, and
+the new leader is SIGKILLed too: each time the standby takes over, and no window end is ever
+emitted twice on the metric topic."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer
+
+from tests.pipeline import loginmetrics, pipeline_env
+from window import WindowLayout
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(120)]
+
+LEASE_SECONDS = 2
+# A standby tries to take the lease every third of it; a dead leader's lease expires after it.
+TAKEOVER_BOUND_S = 2 * LEASE_SECONDS
+
+
+class MetricEvents:
+    """Follows the metric topic from its start: (window_end, Kafka timestamp in ms) pairs."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-metrics-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self.events: list[tuple[str, int]] = []
+
+    def wait_for(self, until: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.events}"
+            for message in self._consumer.consume(100, 0.2):
+                assert message.error() is None, message.error()
+                event = json.loads(message.value())
+                self.events.append((event["window_end"], message.timestamp()[1]))
+
+    def count_after(self, moment_ms: float) -> int:
+        return sum(1 for _, at in self.events if at > moment_ms)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def holder_pid(client: redis.Redis, layout: WindowLayout) -> int | None:
+    token = client.get(layout.aggregator_lease_key)  # "<host>:<pid>:<random>"
+    return None if token is None else int(token.decode().split(":")[1])
+
+
+def test_the_standby_takes_over_after_each_of_two_leader_kills(
+    local_kafka: str,
+    local_redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    new_topic: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    topic = new_topic(1)
+    layout = WindowLayout(prefix=redis_prefix, window_seconds=10)
+    env = pipeline_env(
+        local_kafka,
+        local_redis_url,
+        redis_prefix,
+        metrics_topic=topic,
+        window=10,
+        emit_interval=1,
+        lease_seconds=LEASE_SECONDS,
+    )
+    metrics = MetricEvents(local_kafka, topic)
+    logs: list[Path] = []
+    takeovers: list[float] = []
+
+    def start(stack: ExitStack) -> subprocess.Popen[bytes]:
+        logs.append(tmp_path / f"aggregator-{len(logs)}.log")
+        return stack.enter_context(loginmetrics("aggregate", env=env, log=logs[-1]))
+
+    def kill_leader(running: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """SIGKILL the lease holder; return the standby once it emits in the leader's place."""
+        leader = holder_pid(redis_client, layout)
+        victim = next(p for p in running if p.pid == leader)
+        standby = next(p for p in running if p is not victim)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        killed_ms = time.time() * 1000
+        metrics.wait_for(
+            lambda: metrics.count_after(killed_ms) >= 1,
+            TAKEOVER_BOUND_S + 10,
+            "an event from the standby",
+        )
+        first_ms = min(at for _, at in metrics.events if at > killed_ms)
+        takeovers.append((first_ms - killed_ms) / 1000)
+        assert holder_pid(redis_client, layout) == standby.pid
+        count = len(metrics.events)
+        metrics.wait_for(lambda: len(metrics.events) >= count + 2, 10, "events after takeover")
+        return standby
+
+    try:
+        with ExitStack() as stack:
+            first, second = start(stack), start(stack)
+            metrics.wait_for(lambda: len(metrics.events) >= 3, 30, "the first metric events")
+
+            survivor = kill_leader([first, second])
+            third = start(stack)  # the killed one comes back, as a standby now
+            count = len(metrics.events)
+            metrics.wait_for(lambda: len(metrics.events) >= count + 3, 15, "events")
+            assert holder_pid(redis_client, layout) == survivor.pid, "a newcomer waits its turn"
+
+            last = kill_leader([survivor, third])
+            assert last is third
+            last.send_signal(signal.SIGTERM)
+            assert last.wait(15) == 0
+    finally:
+        metrics.close()
+
+    text = "".join(log.read_text() for log in logs)
+    assert all(seconds <= TAKEOVER_BOUND_S for seconds in takeovers), (takeovers, text[-3000:])
+    ends = [end for end, _ in metrics.events]
+    assert len(ends) == len(set(ends)), f"a window end was emitted twice: {ends}"
+    assert ends == sorted(ends)
+    assert text.count("taking over at the window ending") >= 3  # the first leader, then two
+    print(
+        f"{len(ends)} metric events, 2 leader kills, takeovers after "
+        f"{', '.join(f'{s:.1f} s' for s in takeovers)}"
+    )

@@ -1,0 +1,97 @@
+"""SIGKILL a random worker every few seconds while 200,000 logins stream in: the window ends
+exactly at the ground truth and every unusable message is in the dead-letter queue."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.pipeline import child_pids, loginmetrics, pipeline_env
+from tests.reliability.harness import (
+    Feeder,
+    assert_matches,
+    check_dead_letters,
+    planned_stream,
+    read_topic,
+    tail,
+    truth_of,
+    wait_for_total,
+    wait_until,
+)
+from window import WindowLayout
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(240)]
+
+MESSAGES = 200_000
+RATE = 8_000  # messages per second: the stream lasts ~25 s, long enough for several kills
+KILL_EVERY_S = 3.5
+PROCESSES = 3
+
+
+def test_random_sigkills_lose_and_double_nothing(
+    local_kafka: str,
+    local_redis_url: str,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    new_topic: Callable[..., str],
+    unique_group_id: str,
+    tmp_path: Path,
+) -> None:
+    source, dlq = new_topic(6), new_topic(1)
+    layout = WindowLayout(prefix=redis_prefix)
+    stream = planned_stream(MESSAGES, users=20_000, invalid_every=100)
+    env = pipeline_env(
+        local_kafka,
+        local_redis_url,
+        redis_prefix,
+        input_topic=source,
+        dlq_topic=dlq,
+        group_id=unique_group_id,
+        batch_size=500,  # many batches, so most kills land between a fold and its apply
+    )
+    log = tmp_path / "worker.log"
+    rng = random.Random(3)
+    kills: list[int] = []
+
+    with (
+        loginmetrics("worker", "--processes", str(PROCESSES), env=env, log=log) as pool,
+        Feeder(local_kafka, source, stream, rate=RATE) as feeder,
+    ):
+        time.sleep(KILL_EVERY_S)
+        while not feeder.finished.is_set():
+            alive = child_pids(pool.pid)
+            if alive:
+                victim = rng.choice(alive)
+                os.kill(victim, signal.SIGKILL)
+                kills.append(victim)
+            time.sleep(KILL_EVERY_S * rng.uniform(0.7, 1.3))
+        produced = feeder.stop()
+        assert produced == MESSAGES
+
+        # The last victim's partitions wait for its session to time out (10 s), then catch up.
+        totals = wait_for_total(redis_client, layout, MESSAGES, timeout=120, log=log)
+        # A worker killed often is restarted after a growing delay (worker/supervisor.py).
+        wait_until(
+            lambda: len(child_pids(pool.pid)) == PROCESSES, 40, "every victim's restart", log
+        )
+    assert pool.returncode == 0, tail(log)
+
+    truth = truth_of(stream)
+    assert_matches(totals, truth)
+    assert len(kills) >= 5, f"only {len(kills)} kills: the stream ended too soon"
+    assert log.read_text().count("exited with code -9") == len(kills)
+    duplicates, codes = check_dead_letters(
+        read_topic(local_kafka, dlq), feeder.expected_dead_letters(), source
+    )
+    assert codes.keys() == truth.invalid_codes.keys()
+    print(
+        f"{MESSAGES} messages ({truth.invalid} unusable), {len(kills)} SIGKILLs, "
+        f"{duplicates} duplicate dead letters (same source)"
+    )
