@@ -13,7 +13,9 @@ import click
 from aggregator.process import run_aggregator_in_foreground
 from aggregator.settings import AggregatorSettings
 from cli import options
+from cli.broker import require_topics
 from cli.config import describe_kafka, redact_url
+from cli.preflight import require_redis
 from window import WindowLayout
 from window.errors import ConfigError
 
@@ -101,5 +103,7 @@ def aggregate(
     settings = aggregator_settings(
         kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
     )
+    require_topics(kafka, [settings.metrics_topic])
+    require_redis(redis_url)
     log_aggregator_startup(settings)
     sys.exit(run_aggregator_in_foreground(settings))

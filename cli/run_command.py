@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
-import redis
 
 from aggregator.process import run_aggregator_process
 from cli import options
 from cli.aggregate_command import aggregator_settings, lease_seconds, log_aggregator_startup
-from cli.broker import STACK_HINT, require_topics
-from cli.config import redact_url
+from cli.broker import require_topics
 from cli.logs import LogSettings
+from cli.preflight import require_redis
 from cli.worker_command import log_worker_startup
 from window import WindowLayout
 from worker.settings import WorkerSettings
@@ -79,22 +78,3 @@ def run(
         ChildSpec(AGGREGATOR_PROCESS, run_aggregator_process, (aggregator,)),
     ]
     sys.exit(Supervisor(specs, initializer=logs.configure).run())
-
-
-def require_redis(url: str) -> None:
-    """Fail with what to do unless Redis answers (the client lives only for the check)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.AuthenticationError as exc:
-        raise click.ClickException(
-            f"Redis at {redact_url(url)} refused the credentials: check the password in "
-            "--redis-url / REDIS_URL"
-        ) from exc
-    except redis.RedisError as exc:
-        raise click.ClickException(
-            f"Redis at {redact_url(url)} not reachable ({type(exc).__name__}) — {STACK_HINT}, "
-            "or point --redis-url / REDIS_URL at your server"
-        ) from exc
-    finally:
-        client.close()

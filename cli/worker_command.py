@@ -8,8 +8,10 @@ import sys
 import click
 
 from cli import options
+from cli.broker import require_topics
 from cli.config import describe_kafka, redact_url
 from cli.logs import LogSettings
+from cli.preflight import require_redis
 from window import WindowLayout
 from worker.settings import WorkerSettings
 from worker.supervisor import Supervisor, worker_specs
@@ -58,6 +60,8 @@ def worker(
         batch_size=batch_size,
         max_message_bytes=max_message_bytes,
     )
+    require_topics(kafka, [settings.input_topic, settings.dlq_topic])
+    require_redis(redis_url)
     log_worker_startup(settings, processes)
     sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())
 

@@ -14,6 +14,9 @@ from worker.validation import ErrorCode
 
 # A too-large payload is kept in part: copying it whole could exceed the DLQ's own size limit.
 TOO_LARGE_EXCERPT_BYTES = 1024
+# Any payload over this is excerpted too, so a raised --max-message-bytes cannot produce a dead
+# letter the broker refuses (its default limit is 1 MB).
+KEPT_PAYLOAD_BYTES = 256 * 1024
 
 _encode = msgspec.json.Encoder().encode
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -35,19 +38,23 @@ def dead_letter(rejected: RejectedRecord, topic: str, processed_at: datetime) ->
             "timestamp_ms": rejected.timestamp_ms,
         },
     }
-    if rejection.document is None and value is not None:
-        cut = False
-        if rejection.code is ErrorCode.TOO_LARGE:
-            letter["message_bytes"] = len(value)
-            letter["message_truncated"] = True
-            cut = len(value) > TOO_LARGE_EXCERPT_BYTES
-            value = value[:TOO_LARGE_EXCERPT_BYTES]
-        try:
-            # The cut may split a character: an incremental decode drops the incomplete tail
-            # (final=False) so a text payload stays text, while invalid bytes still raise.
-            letter["message"] = _utf8_decoder().decode(value, final=not cut)
-        except UnicodeDecodeError:
-            letter["message_base64"] = base64.b64encode(value).decode("ascii")
+    if value is None:
+        return letter
+    cut = False
+    if rejection.code is ErrorCode.TOO_LARGE or len(value) > KEPT_PAYLOAD_BYTES:
+        letter["message"] = None
+        letter["message_bytes"] = len(value)
+        letter["message_truncated"] = True
+        cut = len(value) > TOO_LARGE_EXCERPT_BYTES
+        value = value[:TOO_LARGE_EXCERPT_BYTES]
+    elif rejection.document is not None:
+        return letter
+    try:
+        # The cut may split a character: an incremental decode drops the incomplete tail
+        # (final=False) so a text payload stays text, while invalid bytes still raise.
+        letter["message"] = _utf8_decoder().decode(value, final=not cut)
+    except UnicodeDecodeError:
+        letter["message_base64"] = base64.b64encode(value).decode("ascii")
     return letter
 
 

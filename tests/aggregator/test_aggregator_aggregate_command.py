@@ -27,6 +27,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[AggregatorSettings]:
         return 0
 
     monkeypatch.setattr(aggregate_command, "run_aggregator_in_foreground", fake_run)
+    # No broker or Redis here: the startup checks are tested with `run`'s.
+    monkeypatch.setattr(aggregate_command, "require_topics", lambda _kafka, _topics: None)
+    monkeypatch.setattr(aggregate_command, "require_redis", lambda _url: None)
     # The group configures the root logger; keep pytest's capture handler in place instead.
     monkeypatch.setattr(LogSettings, "configure", lambda self: None)
     return runs

@@ -10,9 +10,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.dead_letter import TOO_LARGE_EXCERPT_BYTES, dead_letter, encode_dead_letter
+from worker.dead_letter import (
+    KEPT_PAYLOAD_BYTES,
+    TOO_LARGE_EXCERPT_BYTES,
+    dead_letter,
+    encode_dead_letter,
+)
 from worker.fold import RejectedRecord
-from worker.validation import Rejection, validate
+from worker.validation import ErrorCode, Rejection, validate
 
 PROCESSED_AT = datetime(2025, 1, 21, 0, 57, 57, 632598, tzinfo=UTC)
 TOPIC = "user-login"
@@ -179,3 +184,17 @@ def test_every_dead_letter_is_json_and_keeps_the_payload(
             assert letter["message"].encode() == value
     else:
         assert base64.b64decode(letter["message_base64"]) == kept
+
+
+def test_a_payload_over_the_kept_size_is_excerpted_whatever_its_code() -> None:
+    # With --max-message-bytes raised, an invalid message can be larger than the DLQ accepts.
+    value = b"[" + b"1," * KEPT_PAYLOAD_BYTES + b"1]"
+    rejected = RejectedRecord(
+        0, 7, None, value, Rejection(ErrorCode.NOT_AN_OBJECT, "Payload is an array")
+    )
+    letter = dead_letter(rejected, "user-login", datetime(2026, 1, 1, tzinfo=UTC))
+
+    assert letter["message_truncated"] is True
+    assert letter["message_bytes"] == len(value)
+    assert letter["message"] == value[:TOO_LARGE_EXCERPT_BYTES].decode()
+    assert len(encode_dead_letter(rejected, "user-login", datetime.now(UTC))) < 4096
