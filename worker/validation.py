@@ -47,7 +47,9 @@ class Rejection:
     document: dict[str, Any] | None = None
 
 
-_decode_event = msgspec.json.Decoder(LoginEvent).decode
+# validate()'s fast path; worker.fold inlines it in its per-message loop.
+decode_event = msgspec.json.Decoder(LoginEvent).decode
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError, MemoryError, ValueError)
 _decode_any = msgspec.json.Decoder().decode
 
 _JSON_TYPE_NAMES = {
@@ -67,13 +69,13 @@ def validate(
     """Return the event, or the reason it is unusable. Never raises, whatever the bytes."""
     if value is not None and len(value) <= max_bytes:
         try:
-            event = _decode_event(value)
-        except (msgspec.DecodeError, RecursionError, MemoryError, ValueError):
+            event = decode_event(value)
+        except DECODE_ERRORS:
             pass
         else:
             # inf - inf is nan, which is not equal to itself: rejects non-finite numbers cheaply.
             # msgspec skips unknown fields without checking their UTF-8, so check the payload.
-            if event.timestamp - event.timestamp == 0 and _is_utf8(value):
+            if event.timestamp - event.timestamp == 0 and is_utf8(value):
                 return event
     rejection = classify(value, max_bytes)
     if rejection.error == DECODER_REFUSED and rejection.document is not None:
@@ -88,7 +90,7 @@ def validate(
     return rejection
 
 
-def _is_utf8(value: bytes) -> bool:
+def is_utf8(value: bytes) -> bool:
     if value.isascii():  # the common case, and much cheaper than decoding
         return True
     try:
@@ -115,7 +117,7 @@ def classify(value: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) ->
         )
     try:
         document = _decode_any(value)
-    except (msgspec.DecodeError, RecursionError, MemoryError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         return Rejection(ErrorCode.INVALID_JSON, f"Payload is not valid JSON: {exc}")
     if not isinstance(document, dict):
         kind = _JSON_TYPE_NAMES.get(type(document), type(document).__name__)
