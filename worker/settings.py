@@ -19,7 +19,7 @@ class WorkerSettings:
     dlq_topic: str = "dead-letter-queue"
     group_id: str = "loginmetrics"
     batch_size: int = 10_000
-    poll_timeout_seconds: float = 0.5
+    poll_timeout_seconds: float = 0.1
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     def consumer_config(self) -> dict[str, str | int | bool]:
@@ -34,7 +34,11 @@ class WorkerSettings:
             "heartbeat.interval.ms": 2_000,
             "fetch.min.bytes": 1,
             "fetch.wait.max.ms": 100,
-            "queued.max.messages.kbytes": 65536,
+            # Prefetch: 16 MB is dozens of batches, ~0.3 s at a worker's top rate. Once it is
+            # full, librdkafka waits fetch.queue.backoff.ms before fetching again; its 1 s
+            # default left a busy worker idle for most of that second (bench/throughput.py).
+            "queued.max.messages.kbytes": 16384,
+            "fetch.queue.backoff.ms": 20,
             **self.kafka,
             "group.id": self.group_id,
             "enable.auto.commit": False,
