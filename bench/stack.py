@@ -176,3 +176,12 @@ class WindowProgress:
         span = max(1, end - self._start + 1)
         layout = WindowLayout(prefix=self._prefix, window_seconds=span)
         return WindowReader(self._client, layout).read(end)
+
+
+def stack_pids(client: redis.Redis) -> dict[str, int]:
+    """The local broker (``make stack-up``'s pid file) and the Redis server, where known."""
+    pids = {"redis": int(client.info("server")["process_id"])}
+    pid_file = RESULTS.parent.parent / ".stack" / "kafka" / "kafka.pid"
+    if pid_file.exists():
+        pids["broker"] = int(pid_file.read_text().strip())
+    return pids

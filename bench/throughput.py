@@ -1,9 +1,14 @@
 """Messages per second of loginmetrics workers against the physical limit, in one run.
 
-Preloads ``--messages`` login messages into a fresh 4-partition topic once, then drains it
-``--repeat`` times per process count with (a) a bare confluent-kafka consumer that only reads
-``msg.value()`` (the ceiling) and (b) ``loginmetrics worker --processes N`` (fresh Redis prefix
-and group each time), and reports the median and min-max of each and their ratio.
+Preloads ``--messages`` login messages into a fresh 4-partition topic, then, ``--repeat`` times
+per process count, measures the steady rate (while 10 % .. 90 % of the messages were done) of:
+(a) the ceiling: a bare confluent-kafka consumer loop that only reads ``msg.value()``, with the
+    workers' fetch settings, its partitions split over N processes;
+(b) ``loginmetrics worker --processes N`` with a fresh Redis prefix and group. So that the
+    figure is a running group's and not its start-up (a cooperative rebalance takes seconds),
+    the same messages are appended again in one Kafka transaction, the workers start at the end
+    of the topic, and the transaction is committed once the group is stable: the backlog
+    appears at once. Drained when the window totals reach the message count.
 
     python -m bench.throughput --messages 1000000 --repeat 3 --processes 1,2
 """
@@ -24,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupState,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from bench import results
 from bench.stack import (
@@ -37,12 +50,14 @@ from bench.stack import (
     prefix_memory,
     produce_all,
     redis_prefix,
+    stack_pids,
     topics,
     used_memory,
     worker_pids,
 )
 from bench.stream import LoginPayloads
 from tests.pipeline import loginmetrics, pipeline_env
+from window import WindowLayout
 from worker.settings import WorkerSettings
 
 PARTITIONS = 4
@@ -64,6 +79,8 @@ class Drain:
     prefix_keys: int | None = None
     prefix_bytes: int | None = None
     load_average: list[float] | None = None
+    # CPU seconds the broker and Redis used while the workers drained the topic
+    stack_cpu_seconds: dict[str, float] | None = None
 
 
 def _observe(
@@ -90,34 +107,40 @@ def _bare_consumer(
     bootstrap: str,
     overrides: dict[str, str],
     topic: str,
-    partitions: list[int],
+    ends: dict[int, int],
     batch: int,
     done: Any,
     out: Any,
 ) -> None:
-    """Read every message of ``partitions`` to their end, adding to ``done`` per batch."""
+    """Read ``topic``'s partitions up to their ``ends``, adding to ``done`` per batch."""
     # The workers' own fetch settings, so the ratio isolates what loginmetrics does per message.
     kafka = {"bootstrap.servers": bootstrap, **overrides}
     config = WorkerSettings(kafka=kafka, redis_url="").consumer_config()
     consumer = Consumer({**config, "group.id": f"bench-ceiling-{uuid.uuid4().hex}"})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < 3.0:  # the parent stops us once the topic is read
-        records = consumer.consume(batch, 0.5)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+    unfinished = {p for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + 600
+    while unfinished and time.monotonic() < deadline:
         count = 0
-        for record in records:
+        for record in consumer.consume(batch, 0.5):
             if record.error() is None:
-                record.value()
-                count += 1
+                partition, offset = record.partition(), record.offset()
+                if offset < ends[partition]:
+                    record.value()
+                    count += 1
+                if offset >= ends[partition] - 1:
+                    unfinished.discard(partition)
         if count:
-            idle_since = time.monotonic()
             with done.get_lock():
                 done.value += count
     out.put(peak_rss_mib(os.getpid()))
     consumer.close()
 
 
-def ceiling(args: argparse.Namespace, topic: str, total: int, processes: int, batch: int) -> Drain:
+def ceiling(
+    args: argparse.Namespace, topic: str, ends: dict[int, int], processes: int, batch: int
+) -> Drain:
+    total = sum(ends.values())
     context = multiprocessing.get_context("spawn")
     done = context.Value("q", 0)
     out = context.Queue()
@@ -128,7 +151,7 @@ def ceiling(args: argparse.Namespace, topic: str, total: int, processes: int, ba
                 args.bootstrap_servers,
                 kafka_overrides(args),
                 topic,
-                list(range(i, PARTITIONS, processes)),
+                {p: ends[p] for p in range(i, PARTITIONS, processes)},
                 batch,
                 done,
                 out,
@@ -162,13 +185,17 @@ def workers(
     client: redis.Redis,
     names: dict[str, str],
     processes: int,
-    expected: tuple[int, int],
     logs: Path,
 ) -> Drain:
-    total = sum(expected)
+    topic = names["login"]
     with redis_prefix(client) as prefix:
+        # The workers start after what is already in the topic: the window holds it as applied.
+        ends = end_offsets(args.bootstrap_servers, topic)
+        applied_key = WindowLayout(prefix=prefix).applied_offsets_key(topic)
+        client.hset(applied_key, mapping={p: end - 1 for p, end in ends.items() if end})
+        producer, expected = _held_back_backlog(args, topic)
         settings: dict[str, str | int] = {
-            "input_topic": names["login"],
+            "input_topic": topic,
             "dlq_topic": names["dlq"],
             "group_id": prefix,
         }
@@ -178,18 +205,33 @@ def workers(
             settings["kafka_config"] = " ".join(args.kafka_config)
         env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **settings)
         log = logs / f"{prefix}-worker.log"
-        progress = WindowProgress(client, prefix)
+        total = sum(expected)
         load = load_average()
+        stack = stack_pids(client)
         with loginmetrics("worker", "--processes", str(processes), env=env, log=log) as pool:
             pids = worker_pids(pool.pid, processes)
+            stable = _wait_for_stable_group(args.bootstrap_servers, prefix, processes)
+            progress = WindowProgress(client, prefix)
+            stack_before = {name: cpu_seconds(pid) or 0.0 for name, pid in stack.items()}
+            worker_before = [cpu_seconds(pid) or 0.0 for pid in pids]
+            producer.commit_transaction(60)  # the backlog appears at once
             samples = _observe(lambda: progress.totals().total_messages, total, 0.05, args.timeout)
+            stack_cpu = {
+                name: round((cpu_seconds(pid) or 0.0) - stack_before[name], 2)
+                for name, pid in stack.items()
+            }
+            cpu = [
+                round((cpu_seconds(pid) or 0.0) - before, 2)
+                for pid, before in zip(pids, worker_before, strict=True)
+            ]
             totals = progress.totals()
             rss = [peak_rss_mib(pid) for pid in pids]
-            cpu = [cpu_seconds(pid) for pid in pids]
             keys, key_bytes = prefix_memory(client, prefix)
             redis_memory = used_memory(client)
         if pool.returncode != 0:
             print(f"  worker pool exited {pool.returncode}; log {log}", file=sys.stderr)
+        if not stable:
+            print(f"  the group never became stable; log {log}", file=sys.stderr)
     return Drain(
         "worker",
         processes,
@@ -203,7 +245,62 @@ def workers(
         prefix_keys=keys,
         prefix_bytes=key_bytes,
         load_average=load,
+        stack_cpu_seconds=stack_cpu,
     )
+
+
+def _held_back_backlog(args: argparse.Namespace, topic: str) -> tuple[Producer, tuple[int, int]]:
+    """The benchmark's messages produced in one open transaction (invisible to the workers,
+    which read committed messages only); returns the producer to commit it, and the expected
+    (valid, invalid) counts."""
+    producer = fast_producer(
+        args.bootstrap_servers,
+        **{"transactional.id": f"bench-{uuid.uuid4().hex}", "transaction.timeout.ms": 300_000},
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
+    messages = (next(payloads) for _ in range(args.messages))
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+    return producer, (payloads.valid, payloads.invalid)
+
+
+def _wait_for_stable_group(bootstrap: str, group: str, members: int, timeout: float = 60) -> bool:
+    """Wait until ``group`` is stable with ``members`` members that each own a partition."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(10)
+        except KafkaException:
+            description = None
+        if (
+            description is not None
+            and description.state == ConsumerGroupState.STABLE
+            and len(description.members) == members
+            and all(m.assignment.topic_partitions for m in description.members)
+        ):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
+    finally:
+        consumer.close()
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -222,14 +319,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (next(payloads) for _ in range(args.messages)),
         )
         print(f"preloaded {args.messages} messages in {time.monotonic() - started:.1f} s")
-        expected = (payloads.valid, payloads.invalid)
+        ends = end_offsets(args.bootstrap_servers, names["login"])
         batch = args.batch_size or WorkerSettings(kafka={}, redis_url="").batch_size
         drains: list[Drain] = []
         for repetition in range(args.repeat):
             for processes in counts:
                 for drain in (
-                    ceiling(args, names["login"], args.messages, processes, batch),
-                    workers(args, client, names, processes, expected, logs),
+                    ceiling(args, names["login"], ends, processes, batch),
+                    workers(args, client, names, processes, logs),
                 ):
                     drains.append(drain)
                     print(
@@ -248,7 +345,7 @@ def _summarise(args: argparse.Namespace, counts: list[int], drains: list[Drain])
         ceil = [d.rate for d in drains if d.kind == "ceiling" and d.processes == processes]
         work = [d for d in drains if d.kind == "worker" and d.processes == processes]
         rates = [d.rate for d in work]
-        # Whole-run worker CPU (startup included): a figure less sensitive to other load.
+        # Worker CPU while draining: a figure less sensitive to other load than msg/s.
         msgs_per_cpu = [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in work]
         by_count[str(processes)] = {
             "ceiling_msg_per_s": results.spread(ceil),
