@@ -70,8 +70,8 @@ class MetricWatcher(threading.Thread):
             received = time.time()
             self.events += 1
             _kind, created_ms = message.timestamp()
-            event = json.loads(message.value())
-            for locale in event["location_distribution"]:
+            event = json.loads(message.value() or b"{}")
+            for locale in event.get("location_distribution", {}):
                 if locale.startswith("mk-") and locale not in self.first_seen:
                     self.first_seen[locale] = (created_ms / 1000, received)
         self._consumer.close()

@@ -73,7 +73,7 @@ class Drain:
     seconds: float  # from the first message seen to the last
     complete: bool
     peak_rss_mib: list[float | None] | None = None
-    cpu_seconds: list[float | None] | None = None
+    cpu_seconds: list[float] | None = None
     exact: bool | None = None
     redis_used_memory: int | None = None
     prefix_keys: int | None = None
@@ -124,7 +124,8 @@ def _bare_consumer(
         count = 0
         for record in consumer.consume(batch, 0.5):
             if record.error() is None:
-                partition, offset = record.partition(), record.offset()
+                partition: int = record.partition()  # type: ignore[assignment]
+                offset: int = record.offset()  # type: ignore[assignment]
                 if offset < ends[partition]:
                     record.value()
                     count += 1
