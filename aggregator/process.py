@@ -16,7 +16,7 @@ from aggregator.lease import AggregatorLease
 from aggregator.service import Aggregator
 from aggregator.settings import AggregatorSettings
 from window import WindowReader
-from worker.process import kafka_error_logger, redis_client
+from worker.process import kafka_error_logger, redis_client, start_supervised_child
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +47,7 @@ def run_aggregator_process(
     settings: AggregatorSettings, initializer: Callable[[], None] | None = None
 ) -> None:
     """Child-process target (``worker.supervisor.ChildSpec``): runs until SIGTERM, exits 0."""
-    # Ctrl-C reaches the whole process group; the supervisor alone decides what it means.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if initializer is not None:
-        initializer()
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = start_supervised_child(initializer)
     logger.info("aggregator process started (pid %d)", os.getpid())
     run_aggregator(settings, stop)
 

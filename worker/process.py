@@ -42,11 +42,12 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
-def run_worker_process(
-    settings: WorkerSettings, index: int, initializer: Callable[[], None] | None = None
-) -> None:
-    """Run until SIGTERM: finish the current batch, commit, leave the group, exit 0."""
-    # Ctrl-C reaches the whole process group; the supervisor alone decides what it means.
+def start_supervised_child(initializer: Callable[[], None] | None) -> threading.Event:
+    """Set up a process the supervisor spawned; the returned event is set by SIGTERM.
+
+    Ctrl-C reaches the whole process group, so children ignore SIGINT: the supervisor alone
+    decides what it means, and tells each child with SIGTERM.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer()
@@ -56,6 +57,14 @@ def run_worker_process(
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+def run_worker_process(
+    settings: WorkerSettings, index: int, initializer: Callable[[], None] | None = None
+) -> None:
+    """Run until SIGTERM: finish the current batch, commit, leave the group, exit 0."""
+    stop = start_supervised_child(initializer)
     bootstrap = str(settings.kafka.get("bootstrap.servers", "?"))
     error_cb = kafka_error_logger(bootstrap)
     client_id = f"loginmetrics-worker-{index}-{os.getpid()}"
