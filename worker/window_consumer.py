@@ -59,6 +59,8 @@ class WindowConsumer:
         # partition -> last offset whose effect is in the window (None: nothing yet)
         self._applied: dict[int, int | None] = {}
         self._paused = False
+        # librdkafka does not allow polling from inside its own rebalance callback.
+        self._in_rebalance = False
         self.stats = WorkerStats()
         self._last_progress = time.monotonic()
         self._progress_messages = 0
@@ -254,9 +256,10 @@ class WindowConsumer:
         """Wait, while still polling so the group keeps us; True if asked to stop."""
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-            message = self._consumer.poll(min(remaining, 0.5)) if self._paused else None
+            polling = self._paused and not self._in_rebalance
+            message = self._consumer.poll(min(remaining, 0.5)) if polling else None
             if message is None:
-                if not self._paused:
+                if not polling:
                     self._stop.wait(min(remaining, 0.5))
                 continue
             partition, offset = message.partition(), message.offset()
@@ -269,9 +272,13 @@ class WindowConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
-        applied = self._retry_redis(
-            lambda: self._writer.applied_offsets(numbers), "read applied offsets"
-        )
+        self._in_rebalance = True
+        try:
+            applied = self._retry_redis(
+                lambda: self._writer.applied_offsets(numbers), "read applied offsets"
+            )
+        finally:
+            self._in_rebalance = False
         if applied is None:
             return  # stopping
         for tp in partitions:
