@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import threading
 import time
@@ -29,10 +28,9 @@ from typing import Any
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from bench import results
+from bench import results, stack
 from bench.load import produce_at_rate
 from bench.stack import (
-    RESULTS,
     WindowProgress,
     cpu_seconds,
     fast_producer,
@@ -183,33 +181,18 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="python -m bench.freshness",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = stack.parser("freshness", __doc__)
     parse.add_argument("--rate", type=float, default=20_000, help="messages per second")
     parse.add_argument("--seconds", type=float, default=60, help="measured produce time")
     parse.add_argument("--warmup", type=float, default=5, help="unmeasured seconds first")
     parse.add_argument("--emit-interval", type=float, default=1.0)
     parse.add_argument("--users", type=int, default=100_000)
     parse.add_argument("--seed", type=int, default=11)
-    parse.add_argument(
-        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parse.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
     return parse
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parser().parse_args(argv)
-    result = run(args)
-    path = results.write("freshness", result)
-    print(summary_line(result))
-    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
-    return result
+    return results.run_and_report("freshness", parser(), run, summary_line, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import threading
 import time
@@ -19,9 +18,8 @@ from typing import Any
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench import results
+from bench import results, stack
 from bench.stack import (
-    RESULTS,
     fast_producer,
     load_average,
     produce_all,
@@ -144,36 +142,25 @@ def summary_line(result: dict[str, Any]) -> str:
     )
 
 
+def report(result: dict[str, Any]) -> str:
+    """The profile, when one was taken, above the summary line."""
+    profile = [result["profile"]] if "profile" in result else []
+    return "\n".join([*profile, summary_line(result)])
+
+
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="python -m bench.hotpath",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = stack.parser("hotpath", __doc__)
     parse.add_argument("--messages", type=int, default=300_000)
     parse.add_argument("--users", type=int, default=100_000)
     parse.add_argument("--batch-size", type=int, default=0, help="0: the worker default")
     parse.add_argument("--seed", type=int, default=7)
     parse.add_argument("--profile", action="store_true", help="cProfile the batch step")
     parse.add_argument("--top", type=int, default=25, help="profile lines to print")
-    parse.add_argument(
-        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parse.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
     return parse
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parser().parse_args(argv)
-    result = run(args)
-    path = results.write("hotpath", result)
-    if "profile" in result:
-        print(result["profile"])
-    print(summary_line(result))
-    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
-    return result
+    return results.run_and_report("hotpath", parser(), run, report, argv)
 
 
 if __name__ == "__main__":

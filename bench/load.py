@@ -8,6 +8,7 @@ from collections.abc import Callable
 from confluent_kafka import Producer
 
 from bench.stream import LoginPayloads
+from tests.pipeline import produce_one
 
 STEP_SECONDS = 0.005
 
@@ -40,12 +41,7 @@ def produce_at_rate(
                 on_marker(locale, time.time())
             else:
                 key, value = payloads.next_message()
-            while True:
-                try:
-                    producer.produce(topic, value, key=key)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            produce_one(producer, topic, key, value, backoff=0.01)
             sent += 1
         producer.poll(0)
         time.sleep(STEP_SECONDS)

@@ -12,7 +12,6 @@ per bucket: bucket keys live window + bucket + 60 s grace, so a full default win
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,9 @@ from typing import Any
 
 import redis
 
-from bench import results
+from bench import results, stack
 from bench.load import produce_at_rate
 from bench.stack import (
-    RESULTS,
     WindowProgress,
     fast_producer,
     load_average,
@@ -128,33 +126,18 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="python -m bench.memory",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = stack.parser("memory", __doc__)
     parse.add_argument("--users", type=int, default=1_000_000, help="distinct users")
     parse.add_argument("--rate", type=float, default=20_000, help="messages per second")
     parse.add_argument("--window", type=int, default=60, help="window seconds (300 in production)")
     parse.add_argument("--seconds", type=float, default=0, help="produce time (0: window + 10 s)")
     parse.add_argument("--processes", type=int, default=2)
     parse.add_argument("--seed", type=int, default=13)
-    parse.add_argument(
-        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parse.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
     return parse
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parser().parse_args(argv)
-    result = run(args)
-    path = results.write("memory", result)
-    print(summary_line(result))
-    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
-    return result
+    return results.run_and_report("memory", parser(), run, summary_line, argv)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,22 @@ def write(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def run_and_report(
+    name: str,
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+    argv: list[str] | None,
+) -> dict[str, Any]:
+    """One benchmark run from its command line: the result file ``<name>-<time>.json``, then
+    ``report(result)`` and where the file is, printed."""
+    result = run(parser.parse_args(argv))
+    path = write(name, result)
+    print(report(result))
+    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
+    return result
 
 
 def steady_rate(

@@ -3,6 +3,7 @@ afterwards), the worker and aggregator as real subprocesses, and process/Redis m
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 import uuid
@@ -15,11 +16,28 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.pipeline import child_pids
+from tests.pipeline import child_pids, produce_one
 from window import WindowLayout, WindowReader, WindowTotals
 
 ADMIN_TIMEOUT_S = 30.0
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parser(module: str, description: str | None) -> argparse.ArgumentParser:
+    """The command line of ``python -m bench.<module>``, taking the stack's addresses
+    (``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, else the local stack)."""
+    parse = argparse.ArgumentParser(
+        prog=f"python -m bench.{module}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument(
+        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parse.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    return parse
 
 
 def bench_id() -> str:
@@ -81,12 +99,7 @@ def produce_all(
 ) -> int:
     sent = 0
     for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_one(producer, topic, key, value, backoff=0.05)
         sent += 1
     if producer.flush(120) != 0:
         raise RuntimeError(f"not every message reached {topic}")

@@ -39,9 +39,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from bench import results
+from bench import results, stack
 from bench.stack import (
-    RESULTS,
     WindowProgress,
     cpu_seconds,
     fast_producer,
@@ -261,15 +260,7 @@ def _held_back_backlog(args: argparse.Namespace, topic: str) -> tuple[Producer, 
     producer.init_transactions(30)
     producer.begin_transaction()
     payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
-    messages = (next(payloads) for _ in range(args.messages))
-    for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(120)
+    produce_all(producer, topic, (next(payloads) for _ in range(args.messages)))
     return producer, (payloads.valid, payloads.invalid)
 
 
@@ -386,11 +377,7 @@ def kafka_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="python -m bench.throughput",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = stack.parser("throughput", __doc__)
     parse.add_argument("--messages", type=int, default=1_000_000)
     parse.add_argument("--repeat", type=int, default=3)
     parse.add_argument("--processes", default="1,2", help="comma-separated process counts")
@@ -407,22 +394,11 @@ def parser() -> argparse.ArgumentParser:
         help="librdkafka setting for the ceiling consumer and the workers alike (repeatable)",
     )
     parse.add_argument("--timeout", type=float, default=300.0, help="most seconds for one drain")
-    parse.add_argument(
-        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    )
-    parse.add_argument(
-        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
     return parse
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parser().parse_args(argv)
-    result = run(args)
-    path = results.write("throughput", result)
-    print(summary_line(result))
-    print(f"  -> {path.relative_to(RESULTS.parent.parent)}")
-    return result
+    return results.run_and_report("throughput", parser(), run, summary_line, argv)
 
 
 if __name__ == "__main__":

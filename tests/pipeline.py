@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,13 +24,21 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes | 
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 2_000_000}
     )
     for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_one(producer, topic, key, value, backoff=0.1)
     assert producer.flush(60) == 0, "not every test message was delivered"
+
+
+def produce_one(
+    producer: Producer, topic: str, key: bytes, value: bytes | None, backoff: float
+) -> None:
+    """``producer.produce``, waiting out a full local queue (BufferError) by serving delivery
+    reports for ``backoff`` seconds at a time."""
+    while True:
+        try:
+            producer.produce(topic, value, key=key)
+            return
+        except BufferError:
+            producer.poll(backoff)
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[bytes]:
@@ -54,6 +63,45 @@ def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> li
         consumer.close()
     assert len(values) >= count, f"only {len(values)} of {count} messages on {topic}"
     return values
+
+
+class MetricEvents:
+    """Follows the metric topic from its start: (window_end, Kafka timestamp in ms) pairs."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-metrics-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self.events: list[tuple[str, int]] = []
+
+    def wait_for(self, until: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.events}"
+            for message in self._consumer.consume(100, 0.2):
+                assert message.error() is None, message.error()
+                event = json.loads(message.value() or b"{}")
+                self.events.append((event["window_end"], message.timestamp()[1]))
+
+    def count_after(self, moment_ms: float) -> int:
+        return sum(1 for _, at in self.events if at > moment_ms)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def lease_holder_pid(client: redis.Redis, layout: WindowLayout) -> int | None:
+    """Pid of the aggregator holding the leadership lease, if any."""
+    token = client.get(layout.aggregator_lease_key)  # "<host>:<pid>:<random>"
+    if token is None:
+        return None
+    return int((token.decode() if isinstance(token, bytes) else str(token)).split(":")[1])
 
 
 def current_totals(client: redis.Redis, layout: WindowLayout) -> WindowTotals:

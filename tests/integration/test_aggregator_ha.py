@@ -3,19 +3,16 @@ within twice the lease when the leader is SIGKILLed, and no window end is emitte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer
 
-from tests.pipeline import loginmetrics, pipeline_env
+from tests.pipeline import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
 from window import WindowLayout
 
 pytestmark = pytest.mark.integration
@@ -23,46 +20,11 @@ pytestmark = pytest.mark.integration
 LEASE_SECONDS = 3
 
 
-class MetricReader:
-    """Reads the metric topic from the start; keeps (window_end, Kafka timestamp ms) pairs."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-metrics-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._consumer.subscribe([topic])
-        self.events: list[tuple[str, int]] = []
-
-    def wait_for(self, until: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            for message in self._consumer.consume(100, 0.2):
-                assert message.error() is None, message.error()
-                event = json.loads(message.value() or b"{}")
-                self.events.append((event["window_end"], message.timestamp()[1]))
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
 def wait_for_line(log: Path, text: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while text not in log.read_text():
         assert time.monotonic() < deadline, f"{log.name} never said {text!r}"
         time.sleep(0.1)
-
-
-def holder_pid(client: redis.Redis, layout: WindowLayout) -> int | None:
-    token = client.get(layout.aggregator_lease_key)  # "<host>:<pid>:<random>"
-    if token is None:
-        return None
-    return int((token.decode() if isinstance(token, bytes) else str(token)).split(":")[1])
 
 
 @pytest.mark.timeout(90)
@@ -85,7 +47,7 @@ def test_standby_takes_over_a_killed_leader_without_repeating_a_window(
         emit_interval=1,
         lease_seconds=LEASE_SECONDS,
     )
-    reader = MetricReader(kafka_bootstrap, topic)
+    reader = MetricEvents(kafka_bootstrap, topic)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     try:
         with (
@@ -93,7 +55,7 @@ def test_standby_takes_over_a_killed_leader_without_repeating_a_window(
             loginmetrics("aggregate", env=env, log=second_log) as second,
         ):
             reader.wait_for(lambda: len(reader.events) >= 3, 30, "the first metric events")
-            leader = holder_pid(redis_client, layout)
+            leader = lease_holder_pid(redis_client, layout)
             assert leader in (first.pid, second.pid)
             standby, standby_log = (
                 (second, second_log) if leader == first.pid else (first, first_log)
@@ -109,7 +71,7 @@ def test_standby_takes_over_a_killed_leader_without_repeating_a_window(
                 "an event from the standby",
             )
             takeover_ms = min(ts for _, ts in reader.events if ts > killed_ms)
-            assert holder_pid(redis_client, layout) == standby.pid
+            assert lease_holder_pid(redis_client, layout) == standby.pid
             count = len(reader.events)
             reader.wait_for(lambda: len(reader.events) >= count + 2, 10, "events after takeover")
 

@@ -4,20 +4,17 @@ emitted twice on the metric topic."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer
 
-from tests.pipeline import loginmetrics, pipeline_env
+from tests.pipeline import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
 from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(120)]
@@ -25,42 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.time
 LEASE_SECONDS = 2
 # A standby tries to take the lease every third of it; a dead leader's lease expires after it.
 TAKEOVER_BOUND_S = 2 * LEASE_SECONDS
-
-
-class MetricEvents:
-    """Follows the metric topic from its start: (window_end, Kafka timestamp in ms) pairs."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-metrics-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._consumer.subscribe([topic])
-        self.events: list[tuple[str, int]] = []
-
-    def wait_for(self, until: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.events}"
-            for message in self._consumer.consume(100, 0.2):
-                assert message.error() is None, message.error()
-                event = json.loads(message.value())
-                self.events.append((event["window_end"], message.timestamp()[1]))
-
-    def count_after(self, moment_ms: float) -> int:
-        return sum(1 for _, at in self.events if at > moment_ms)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def holder_pid(client: redis.Redis, layout: WindowLayout) -> int | None:
-    token = client.get(layout.aggregator_lease_key)  # "<host>:<pid>:<random>"
-    return None if token is None else int(token.decode().split(":")[1])
 
 
 def test_the_standby_takes_over_after_each_of_two_leader_kills(
@@ -92,7 +53,7 @@ def test_the_standby_takes_over_after_each_of_two_leader_kills(
 
     def kill_leader(running: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
         """SIGKILL the lease holder; return the standby once it emits in the leader's place."""
-        leader = holder_pid(redis_client, layout)
+        leader = lease_holder_pid(redis_client, layout)
         victim = next(p for p in running if p.pid == leader)
         standby = next(p for p in running if p is not victim)
         victim.send_signal(signal.SIGKILL)
@@ -105,7 +66,7 @@ def test_the_standby_takes_over_after_each_of_two_leader_kills(
         )
         first_ms = min(at for _, at in metrics.events if at > killed_ms)
         takeovers.append((first_ms - killed_ms) / 1000)
-        assert holder_pid(redis_client, layout) == standby.pid
+        assert lease_holder_pid(redis_client, layout) == standby.pid
         count = len(metrics.events)
         metrics.wait_for(lambda: len(metrics.events) >= count + 2, 10, "events after takeover")
         return standby
@@ -119,7 +80,9 @@ def test_the_standby_takes_over_after_each_of_two_leader_kills(
             third = start(stack)  # the killed one comes back, as a standby now
             count = len(metrics.events)
             metrics.wait_for(lambda: len(metrics.events) >= count + 3, 15, "events")
-            assert holder_pid(redis_client, layout) == survivor.pid, "a newcomer waits its turn"
+            assert lease_holder_pid(redis_client, layout) == survivor.pid, (
+                "a newcomer waits its turn"
+            )
 
             last = kill_leader([survivor, third])
             assert last is third
