@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.pipeline import child_pids, produce_one
+from tests.pipeline import child_pids, produce_one, wait_for_leaders
 from window import WindowLayout, WindowReader, WindowTotals
 
 ADMIN_TIMEOUT_S = 30.0
@@ -57,27 +57,12 @@ def topics(bootstrap: str, **partitions: int) -> Iterator[dict[str, str]]:
         future.result(timeout=ADMIN_TIMEOUT_S)
     try:
         for role, name in names.items():
-            _wait_for_leaders(admin, name, partitions[role])
+            wait_for_leaders(admin, name, partitions[role], ADMIN_TIMEOUT_S)
         yield names
     finally:
         for future in admin.delete_topics(list(names.values())).values():
             with suppress(KafkaException):
                 future.result(timeout=ADMIN_TIMEOUT_S)
-
-
-def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(topic=topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
-        if (
-            meta is not None
-            and meta.error is None
-            and len(meta.partitions) == partitions
-            and all(p.leader >= 0 for p in meta.partitions.values())
-        ):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no leader for every partition")
 
 
 def fast_producer(bootstrap: str, **overrides: Any) -> Producer:

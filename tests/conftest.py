@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +20,8 @@ import pytest
 import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.pipeline import wait_for_leaders
 
 LOCAL_KAFKA = "localhost:9092"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -183,22 +184,6 @@ def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
 
 
-def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
-    # CreateTopics returns before every partition has a leader; producing earlier fails.
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        metadata = admin.list_topics(topic=topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
-        if (
-            metadata is not None
-            and metadata.error is None
-            and len(metadata.partitions) == partitions
-            and all(p.leader >= 0 for p in metadata.partitions.values())
-        ):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"topic {topic} has no leader for every partition")
-
-
 @pytest.fixture
 def new_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
     """Factory: `new_topic(partitions=1)` creates a topic named `test-<uuid>` and returns
@@ -210,7 +195,7 @@ def new_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
         spec = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
         kafka_admin.create_topics([spec])[name].result(timeout=ADMIN_TIMEOUT_S)
         created.append(name)
-        _wait_for_leaders(kafka_admin, name, partitions)
+        wait_for_leaders(kafka_admin, name, partitions, ADMIN_TIMEOUT_S)
         return name
 
     yield create

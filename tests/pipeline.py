@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from window import WindowLayout, WindowReader, WindowTotals
 
@@ -41,17 +42,43 @@ def produce_one(
             producer.poll(backoff)
 
 
-def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[bytes]:
-    """Values of the first ``count`` messages of ``topic`` (fails after ``timeout``)."""
+def wait_for_leaders(
+    admin: AdminClient, topic: str, partitions: int, timeout: float = 30.0
+) -> None:
+    """Wait until every partition of a new ``topic`` has a leader."""
+    # CreateTopics returns before every partition has a leader; producing earlier fails.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        if (
+            metadata is not None
+            and metadata.error is None
+            and len(metadata.partitions) == partitions
+            and all(p.leader >= 0 for p in metadata.partitions.values())
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topic {topic} has no leader for every partition")
+
+
+def topic_reader(bootstrap: str, topic: str, group_id: str = "") -> Consumer:
+    """A consumer of ``topic`` from its start that commits nothing, in ``group_id`` or else a
+    group of its own."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "group.id": group_id or f"test-reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
     consumer.subscribe([topic])
+    return consumer
+
+
+def consume(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[bytes]:
+    """Values of the first ``count`` messages of ``topic`` (fails after ``timeout``)."""
+    consumer = topic_reader(bootstrap, topic)
     values: list[bytes] = []
     deadline = time.monotonic() + timeout
     try:
@@ -69,15 +96,7 @@ class MetricEvents:
     """Follows the metric topic from its start: (window_end, Kafka timestamp in ms) pairs."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-metrics-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._consumer.subscribe([topic])
+        self._consumer = topic_reader(bootstrap, topic)
         self.events: list[tuple[str, int]] = []
 
     def wait_for(self, until: Callable[[], bool], timeout: float, what: str) -> None:

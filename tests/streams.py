@@ -7,6 +7,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 DEVICES = ("android", "iOS", "web")
 VERSIONS = ("2.3.0", "2.4.1", "3.0.0")
@@ -53,6 +54,19 @@ class LoginStream:
     truth: GroundTruth
 
 
+def random_login(rng: random.Random, pool: list[str], n: int) -> dict[str, Any]:
+    """The ``n``-th login event of a stream: a user of ``pool`` and the rest drawn from ``rng``."""
+    return {
+        "user_id": rng.choice(pool),
+        "app_version": rng.choice(VERSIONS),
+        "ip": f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}",
+        "locale": rng.choice(LOCALES),
+        "device_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "timestamp": 1_736_653_976 + n,
+        "device_type": rng.choice(DEVICES),
+    }
+
+
 def login_stream(count: int, users: int, invalid_every: int = 20, seed: int = 7) -> LoginStream:
     """``count`` messages from a pool of ``users``; every ``invalid_every``-th is unusable."""
     rng = random.Random(seed)
@@ -66,16 +80,8 @@ def login_stream(count: int, users: int, invalid_every: int = 20, seed: int = 7)
             truth.invalid += 1
             truth.invalid_codes[code] += 1
             continue
-        user = rng.choice(pool)
-        event = {
-            "user_id": user,
-            "app_version": rng.choice(VERSIONS),
-            "ip": f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}",
-            "locale": rng.choice(LOCALES),
-            "device_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "timestamp": 1_736_653_976 + n,
-            "device_type": rng.choice(DEVICES),
-        }
+        event = random_login(rng, pool, n)
+        user = event["user_id"]
         messages.append((user.encode(), json.dumps(event).encode()))
         truth.valid += 1
         truth.users.add(user)

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 
 from aggregator.process import run_aggregator, run_aggregator_process
 from aggregator.settings import AggregatorSettings
+from tests.pipeline import topic_reader
 from window import PartitionAdvance, WindowIncrements, WindowLayout, WindowWriter
 
 pytestmark = pytest.mark.integration
@@ -89,15 +90,7 @@ def test_metric_events_report_the_window_written_by_workers(
     )
     stop = threading.Event()
     aggregator = threading.Thread(target=run_aggregator, args=(settings, stop), daemon=True)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": unique_group_id,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = topic_reader(kafka_bootstrap, topic, group_id=unique_group_id)
     events: list[dict[str, Any]] = []
     aggregator.start()
     try:
@@ -152,15 +145,7 @@ def test_supervised_child_emits_and_stops_gracefully_on_sigterm(
     child = multiprocessing.get_context("spawn").Process(
         target=run_aggregator_process, args=(settings, None), name="loginmetrics-aggregator"
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": unique_group_id,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = topic_reader(kafka_bootstrap, topic, group_id=unique_group_id)
     events: list[dict[str, Any]] = []
     child.start()
     try:

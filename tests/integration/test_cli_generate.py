@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer
 
 from cli.traffic import US_STATES
+from tests.pipeline import topic_reader
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +38,7 @@ def read_all(
 ) -> list[tuple[int, bytes, bytes]]:
     """(partition, key, value) of every message of ``topic``, once ``expected`` arrived and no
     more follows for a moment."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = topic_reader(bootstrap, topic)
     found: list[tuple[int, bytes, bytes]] = []
     deadline = time.monotonic() + timeout
     quiet_until = None

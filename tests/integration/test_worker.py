@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import redis
@@ -22,7 +23,7 @@ from tests.pipeline import (
     produce,
     wait_for_messages,
 )
-from tests.streams import GroundTruth, login_stream
+from tests.streams import GroundTruth, LoginStream, login_stream
 from window import WindowLayout, WindowTotals
 
 pytestmark = pytest.mark.integration
@@ -38,27 +39,52 @@ def assert_matches(totals: WindowTotals, truth: GroundTruth) -> None:
     assert totals.unique_ips == pytest.approx(len(truth.ips), rel=0.02)
 
 
-def test_every_message_is_counted_or_dead_lettered(
+class Backlog(NamedTuple):
+    """A stream waiting on a fresh input topic, and what a worker pool needs to drain it."""
+
+    source: str  # the input topic
+    dlq: str  # the dead-letter topic
+    env: dict[str, str]
+    layout: WindowLayout
+
+
+@pytest.fixture
+def backlog(
     kafka_bootstrap: str,
     redis_url: str,
-    redis_client: redis.Redis,
     redis_prefix: str,
     new_topic: Callable[..., str],
     unique_group_id: str,
+) -> Callable[..., Backlog]:
+    """Factory: ``backlog(stream, **settings)`` produces ``stream`` to a new 4-partition topic
+    and returns it with a dead-letter topic and the environment of a worker pool in the test's
+    own group and Redis prefix, with LOGINMETRICS_<SETTING>s added."""
+
+    def make(stream: LoginStream, **settings: str | int) -> Backlog:
+        source, dlq = new_topic(4), new_topic(1)
+        produce(kafka_bootstrap, source, stream.messages)
+        env = pipeline_env(
+            kafka_bootstrap,
+            redis_url,
+            redis_prefix,
+            input_topic=source,
+            dlq_topic=dlq,
+            group_id=unique_group_id,
+            **settings,
+        )
+        return Backlog(source, dlq, env, WindowLayout(prefix=redis_prefix))
+
+    return make
+
+
+def test_every_message_is_counted_or_dead_lettered(
+    kafka_bootstrap: str,
+    redis_client: redis.Redis,
+    backlog: Callable[..., Backlog],
     tmp_path: Path,
 ) -> None:
-    source, dlq = new_topic(4), new_topic(1)
     stream = login_stream(4_000, users=500, invalid_every=25)
-    produce(kafka_bootstrap, source, stream.messages)
-    env = pipeline_env(
-        kafka_bootstrap,
-        redis_url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
-    )
-    layout = WindowLayout(prefix=redis_prefix)
+    source, dlq, env, layout = backlog(stream)
 
     with loginmetrics("worker", "--processes", "2", env=env, log=tmp_path / "worker.log") as pool:
         totals = wait_for_messages(redis_client, layout, len(stream.messages), timeout=60)
@@ -73,27 +99,13 @@ def test_every_message_is_counted_or_dead_lettered(
 
 
 def test_sigkill_of_a_worker_mid_stream_loses_and_doubles_nothing(
-    kafka_bootstrap: str,
-    redis_url: str,
     redis_client: redis.Redis,
-    redis_prefix: str,
-    new_topic: Callable[..., str],
-    unique_group_id: str,
+    backlog: Callable[..., Backlog],
     tmp_path: Path,
 ) -> None:
-    source, dlq = new_topic(4), new_topic(1)
     stream = login_stream(30_000, users=5_000, invalid_every=50)
-    produce(kafka_bootstrap, source, stream.messages)
-    env = pipeline_env(
-        kafka_bootstrap,
-        redis_url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
-        batch_size=200,  # many small batches, so the kill lands in the middle of the stream
-    )
-    layout = WindowLayout(prefix=redis_prefix)
+    # many small batches, so the kill lands in the middle of the stream
+    _, _, env, layout = backlog(stream, batch_size=200)
     total = len(stream.messages)
     log = tmp_path / "worker.log"
 

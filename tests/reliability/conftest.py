@@ -9,14 +9,19 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.pipeline import pipeline_env, wait_for_leaders
+from window import WindowLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -123,14 +128,7 @@ class PrivateKafka:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         spec = NewTopic(name, num_partitions=partitions, replication_factor=1)
         admin.create_topics([spec])[name].result(timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            metadata = admin.list_topics(topic=name, timeout=30).topics[name]
-            leaders = [p.leader for p in metadata.partitions.values()]
-            if metadata.error is None and len(leaders) == partitions and min(leaders) >= 0:
-                return
-            assert time.monotonic() < deadline, f"topic {name} has no leader"
-            time.sleep(0.1)
+        wait_for_leaders(admin, name, partitions)
 
 
 def _port_open(port: int) -> bool:
@@ -159,3 +157,56 @@ def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+class WorkerRun(NamedTuple):
+    """What a fault-injection test runs `loginmetrics worker` with."""
+
+    source: str  # the input topic
+    dlq: str  # the dead-letter topic
+    layout: WindowLayout  # the test's window (``redis_prefix``, default size)
+    env: dict[str, str]
+    log: Path  # the worker pool's log
+
+
+@pytest.fixture
+def worker_run(
+    request: pytest.FixtureRequest, redis_prefix: str, unique_group_id: str, tmp_path: Path
+) -> Callable[..., WorkerRun]:
+    """Factory: ``worker_run(redis_url, partitions, **settings)`` creates an input topic of
+    ``partitions`` and a one-partition dead-letter topic, on the shared broker or on ``kafka``
+    (a private broker) when given, and the environment of a worker pool in the test's own group
+    and Redis prefix with LOGINMETRICS_<SETTING>s added."""
+
+    def make(
+        redis_url: str,
+        partitions: int,
+        *,
+        kafka: PrivateKafka | None = None,
+        source_config: dict[str, str] | None = None,
+        **settings: str | int,
+    ) -> WorkerRun:
+        if kafka is None:
+            # Only here: a test on a private broker must not need the shared one.
+            bootstrap = request.getfixturevalue("local_kafka")
+            new_topic = request.getfixturevalue("new_topic")
+            source, dlq = new_topic(partitions, config=source_config), new_topic(1)
+        else:
+            bootstrap = kafka.bootstrap
+            source, dlq = f"test-{uuid.uuid4().hex}", f"test-{uuid.uuid4().hex}"
+            kafka.create_topic(source, partitions)
+            kafka.create_topic(dlq, 1)
+        env = pipeline_env(
+            bootstrap,
+            redis_url,
+            redis_prefix,
+            input_topic=source,
+            dlq_topic=dlq,
+            group_id=unique_group_id,
+            **settings,
+        )
+        return WorkerRun(
+            source, dlq, WindowLayout(prefix=redis_prefix), env, tmp_path / "worker.log"
+        )
+
+    return make

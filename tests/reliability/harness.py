@@ -22,7 +22,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tests.pipeline import current_totals
-from tests.streams import DEVICES, INVALID_PAYLOADS, LOCALES, VERSIONS, GroundTruth
+from tests.streams import INVALID_PAYLOADS, GroundTruth, random_login
 from window import WindowLayout, WindowTotals
 
 Source = tuple[int, int]  # (partition, offset) of a message in the input topic
@@ -59,19 +59,7 @@ def planned_stream(
             code, payload = INVALID_PAYLOADS[(n // invalid_every) % len(INVALID_PAYLOADS)]
             messages.append(PlannedMessage(f"bad-{n}".encode(), payload, code))
             continue
-        messages.append(
-            valid_message(
-                {
-                    "user_id": rng.choice(pool),
-                    "app_version": rng.choice(VERSIONS),
-                    "ip": f"10.{rng.randrange(4)}.{rng.randrange(256)}.{rng.randrange(256)}",
-                    "locale": rng.choice(LOCALES),
-                    "device_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "timestamp": 1_736_653_976 + n,
-                    "device_type": rng.choice(DEVICES),
-                }
-            )
-        )
+        messages.append(valid_message(random_login(rng, pool, n)))
     return messages
 
 

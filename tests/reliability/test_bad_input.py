@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.pipeline import child_pids, loginmetrics, pipeline_env
+from tests.pipeline import child_pids, loginmetrics
+from tests.reliability.conftest import WorkerRun
 from tests.reliability.corpus import MAX_MESSAGE_BYTES, hostile_corpus
 from tests.reliability.harness import (
     Feeder,
@@ -23,7 +23,6 @@ from tests.reliability.harness import (
     truth_of,
     wait_for_total,
 )
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(180)]
 
@@ -35,27 +34,18 @@ def test_hostile_payloads_are_dead_lettered_with_their_codes_and_valid_ones_coun
     local_kafka: str,
     local_redis_url: str,
     redis_client: redis.Redis,
-    redis_prefix: str,
-    new_topic: Callable[..., str],
-    unique_group_id: str,
-    tmp_path: Path,
+    worker_run: Callable[..., WorkerRun],
 ) -> None:
     corpus = hostile_corpus()
     hostile = [m for m in corpus if m.code is not None]
     assert len(hostile) >= 10_000
-    source, dlq = new_topic(3, config=LARGE_MESSAGES), new_topic(1)
-    layout = WindowLayout(prefix=redis_prefix)
-    env = pipeline_env(
-        local_kafka,
+    source, dlq, layout, env, log = worker_run(
         local_redis_url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
+        3,
+        source_config=LARGE_MESSAGES,
         max_message_bytes=MAX_MESSAGE_BYTES,
         batch_size=1_000,
     )
-    log = tmp_path / "worker.log"
 
     with loginmetrics("worker", "--processes", "2", env=env, log=log) as pool:
         with Feeder(local_kafka, source, corpus) as feeder:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from tests.pipeline import child_pids, current_totals, loginmetrics, pipeline_env
-from tests.reliability.conftest import PrivateKafka
+from tests.pipeline import child_pids, current_totals, loginmetrics
+from tests.reliability.conftest import PrivateKafka, WorkerRun
 from tests.reliability.harness import (
     Feeder,
     assert_matches,
@@ -27,7 +28,6 @@ from tests.reliability.harness import (
     wait_for_total,
     wait_until,
 )
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(200)]
 
@@ -45,29 +45,23 @@ def test_workers_and_aggregator_ride_out_a_broker_restart(
     private_kafka: PrivateKafka,
     local_redis_url: str,
     redis_client: redis.Redis,
-    redis_prefix: str,
     tmp_path: Path,
+    worker_run: Callable[..., WorkerRun],
 ) -> None:
     bootstrap = private_kafka.bootstrap
-    source, dlq, metrics = (f"test-{uuid.uuid4().hex}" for _ in range(3))
-    private_kafka.create_topic(source, PARTITIONS)
-    private_kafka.create_topic(dlq, 1)
+    metrics = f"test-{uuid.uuid4().hex}"
     private_kafka.create_topic(metrics, 1)
-    layout = WindowLayout(prefix=redis_prefix)
-    stream = planned_stream(MESSAGES, users=5_000, invalid_every=60)
-    env = pipeline_env(
-        bootstrap,
+    source, dlq, layout, env, worker_log = worker_run(
         local_redis_url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
+        PARTITIONS,
+        kafka=private_kafka,
         metrics_topic=metrics,
-        group_id=f"test-group-{uuid.uuid4().hex}",
         batch_size=300,
         emit_interval=1,
         lease_seconds=3,
     )
-    worker_log, aggregator_log = tmp_path / "worker.log", tmp_path / "aggregator.log"
+    aggregator_log = tmp_path / "aggregator.log"
+    stream = planned_stream(MESSAGES, users=5_000, invalid_every=60)
 
     with (
         loginmetrics("worker", "--processes", "2", env=env, log=worker_log) as pool,

@@ -7,15 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from tests.pipeline import child_pids, current_totals, loginmetrics, pipeline_env
-from tests.reliability.conftest import PrivateRedis
+from tests.pipeline import child_pids, current_totals, loginmetrics
+from tests.reliability.conftest import PrivateRedis, WorkerRun
 from tests.reliability.harness import (
     Feeder,
     applied_offsets,
@@ -96,24 +95,11 @@ def commits_past(committed: dict[int, int], applied: dict[int, int]) -> dict[int
 def test_workers_pause_through_a_redis_outage_and_commit_nothing_unapplied(
     local_kafka: str,
     private_redis: PrivateRedis,
-    redis_prefix: str,
-    new_topic: Callable[..., str],
     unique_group_id: str,
-    tmp_path: Path,
+    worker_run: Callable[..., WorkerRun],
 ) -> None:
-    source, dlq = new_topic(PARTITIONS), new_topic(1)
-    layout = WindowLayout(prefix=redis_prefix)
+    source, dlq, layout, env, log = worker_run(private_redis.url, PARTITIONS, batch_size=300)
     stream = planned_stream(MESSAGES, users=5_000, invalid_every=60)
-    env = pipeline_env(
-        local_kafka,
-        private_redis.url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
-        batch_size=300,
-    )
-    log = tmp_path / "worker.log"
     client = private_redis.client()
     watcher_client = private_redis.client()
 

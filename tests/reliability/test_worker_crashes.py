@@ -8,12 +8,12 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.pipeline import child_pids, loginmetrics, pipeline_env
+from tests.pipeline import child_pids, loginmetrics
+from tests.reliability.conftest import WorkerRun
 from tests.reliability.harness import (
     Feeder,
     assert_matches,
@@ -25,7 +25,6 @@ from tests.reliability.harness import (
     wait_for_total,
     wait_until,
 )
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(240)]
 
@@ -39,24 +38,14 @@ def test_random_sigkills_lose_and_double_nothing(
     local_kafka: str,
     local_redis_url: str,
     redis_client: redis.Redis,
-    redis_prefix: str,
-    new_topic: Callable[..., str],
-    unique_group_id: str,
-    tmp_path: Path,
+    worker_run: Callable[..., WorkerRun],
 ) -> None:
-    source, dlq = new_topic(6), new_topic(1)
-    layout = WindowLayout(prefix=redis_prefix)
-    stream = planned_stream(MESSAGES, users=20_000, invalid_every=100)
-    env = pipeline_env(
-        local_kafka,
+    source, dlq, layout, env, log = worker_run(
         local_redis_url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
+        6,
         batch_size=500,  # many batches, so most kills land between a fold and its apply
     )
-    log = tmp_path / "worker.log"
+    stream = planned_stream(MESSAGES, users=20_000, invalid_every=100)
     rng = random.Random(3)
     kills: list[int] = []
 

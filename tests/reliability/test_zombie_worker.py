@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from tests.pipeline import child_pids, loginmetrics, pipeline_env
-from tests.reliability.conftest import PrivateRedis
+from tests.pipeline import child_pids, loginmetrics
+from tests.reliability.conftest import PrivateRedis, WorkerRun
 from tests.reliability.harness import (
     Feeder,
     applied_offsets,
@@ -26,7 +25,6 @@ from tests.reliability.harness import (
     wait_for_total,
     wait_until,
 )
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(150)]
 
@@ -39,24 +37,10 @@ REDIS_SOCKET_TIMEOUT_S = 5  # worker/process.py: an apply stuck this long raises
 def test_a_worker_that_lost_its_partitions_while_frozen_does_not_apply_its_stale_batch(
     local_kafka: str,
     private_redis: PrivateRedis,
-    redis_prefix: str,
-    new_topic: Callable[..., str],
-    unique_group_id: str,
-    tmp_path: Path,
+    worker_run: Callable[..., WorkerRun],
 ) -> None:
-    source, dlq = new_topic(PARTITIONS), new_topic(1)
-    layout = WindowLayout(prefix=redis_prefix)
+    source, dlq, layout, env, log = worker_run(private_redis.url, PARTITIONS, batch_size=100)
     stream = planned_stream(RATE * 100, users=5_000, invalid_every=40)
-    env = pipeline_env(
-        local_kafka,
-        private_redis.url,
-        redis_prefix,
-        input_topic=source,
-        dlq_topic=dlq,
-        group_id=unique_group_id,
-        batch_size=100,
-    )
-    log = tmp_path / "worker.log"
     client = private_redis.client()
 
     with (
