@@ -33,7 +33,8 @@ stop_all() {
     echo "run-demo: stopped" >&2
 }
 trap stop_all EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C is how a demo ends: a clean stop, not a failure.
+trap 'exit 0' INT TERM
 
 mkdir -p "$LOGS"
 start_background worker loginmetrics worker --processes 2
