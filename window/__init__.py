@@ -1,7 +1,7 @@
 """The shared Redis window: key layout, bucket math, the atomic batch apply and the window read."""
 
 from window.apply import ApplyOutcome, PartitionAdvance, WindowWriter
-from window.errors import LoginMetricsError, WindowConfigError, WindowUnavailableError
+from window.errors import LoginMetricsError, WindowConfigError
 from window.increments import WindowIncrements
 from window.layout import BucketField, WindowLayout
 from window.read import WindowReader, WindowTotals
@@ -16,6 +16,5 @@ __all__ = [
     "WindowLayout",
     "WindowReader",
     "WindowTotals",
-    "WindowUnavailableError",
     "WindowWriter",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +96,3 @@ class WindowWriter:
             conflict_partition=int(result[1]),
             stored_offset=_parse_offset(result[2]),
         )
-
-
-def positions_after(applied: Mapping[int, int | None]) -> dict[int, int | None]:
-    """Next offset to consume per partition: one past the applied one (None: unknown)."""
-    return {p: None if o is None else o + 1 for p, o in applied.items()}

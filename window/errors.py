@@ -11,11 +11,3 @@ class ConfigError(LoginMetricsError):
 
 class WindowConfigError(ConfigError):
     """The window, bucket or emit interval settings do not fit together."""
-
-
-class WindowUnavailableError(LoginMetricsError):
-    """Redis could not be reached after the bounded retries."""
-
-
-class KafkaUnavailableError(LoginMetricsError):
-    """The Kafka broker could not be reached or refused a request after retries."""
