@@ -23,6 +23,8 @@ STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 
 log() { echo "kafka: $*" >&2; }
+# shellcheck source=stack/process.sh
+source "$ROOT/stack/process.sh"
 
 # A broker "answers" when it replies to an ApiVersions v0 request (correlation id 1): an open
 # port alone does not mean the broker has caught up with its controller and serves requests.
@@ -198,15 +200,7 @@ stop() {
         return 0
     fi
     log "stopping broker (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "no exit after ${STOP_TIMEOUT}s; killing"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        sleep 0.3
-    done
+    stop_pid "$pid" "$STOP_TIMEOUT"
     rm -f "$PID_FILE"
     log "stopped"
 }

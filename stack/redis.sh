@@ -16,6 +16,8 @@ PORT="${REDIS_PORT:-6379}"
 TIMEOUT=20
 
 log() { echo "redis: $*" >&2; }
+# shellcheck source=stack/process.sh
+source "$ROOT/stack/process.sh"
 
 answers() { [[ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" == "PONG" ]]; }
 
@@ -72,15 +74,7 @@ stop() {
         return 0
     fi
     log "stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            log "no exit after ${TIMEOUT}s; killing"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        sleep 0.2
-    done
+    stop_pid "$pid" "$TIMEOUT"
     rm -f "$PID_FILE"
     log "stopped"
 }
