@@ -1,20 +1,39 @@
 # Thin entry points; the logic lives in stack/*.sh. `make run` shows live metric events,
-# `make test` runs the whole suite; both set up what they need on a fresh machine.
-PYTHON ?= python3
+# `make test` runs the whole suite; both set up what they need on a fresh Debian/Ubuntu machine:
+# apt packages that are missing (stack/prerequisites.sh), then a project virtualenv (.venv)
+# installed from the lock file (constraints.txt). Nothing is installed into the system Python.
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+KAFKA_NODES ?= 1
+export KAFKA_NODES
 
-.PHONY: install ensure-installed stack-up stack-down test lint run bench
-# Prerequisites run in order: the stack needs the installed packages (create_topics.py).
+.PHONY: install prerequisites stack-up stack-down test lint run bench lock
+# Prerequisites run in order: the stack needs the installed package (loginmetrics topics).
 .NOTPARALLEL:
 
-install:
-	$(PYTHON) -m pip install -e '.[dev]'
+prerequisites:
+	SYSTEM_PYTHON=$(SYSTEM_PYTHON) bash stack/prerequisites.sh $(if $(filter test lint,$(MAKECMDGOALS)),test)
 
-# Installs only when the loginmetrics command is missing.
-ensure-installed:
-	@command -v loginmetrics >/dev/null 2>&1 || $(MAKE) install
+# The virtualenv is (re)built when the dependencies or the lock change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(MAKE) --no-print-directory prerequisites
+	test -x $(PYTHON) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
 
-stack-up:
+install: $(VENV)/.installed
+
+# Refresh the lock from pyproject.toml's ranges (newest versions that fit), then reinstall.
+lock: $(VENV)/.installed
+	$(PYTHON) -m pip install -q pip-tools
+	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file constraints.txt pyproject.toml
+	$(MAKE) --no-print-directory install
+
+stack-up: install
 	bash stack/kafka.sh start
 	bash stack/redis.sh start
 	$(PYTHON) stack/create_topics.py
@@ -24,16 +43,16 @@ stack-down:
 	bash stack/redis.sh stop
 
 # pytest exits 5 when it collected no tests; that is not a failure here.
-test: ensure-installed stack-up
+test: install prerequisites stack-up
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
 
-lint:
+lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 
-run: ensure-installed stack-up
-	bash stack/run-demo.sh
+run: install stack-up
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash stack/run-demo.sh
 
-bench: ensure-installed stack-up
+bench: install stack-up
 	$(PYTHON) -m bench

@@ -12,12 +12,12 @@ from typing import Any
 
 import redis
 
-from window import WindowLayout
-from window.scripts import load_lua
+from loginmetrics.window import WindowLayout
+from loginmetrics.window.scripts import load_lua
 
-_RENEW = load_lua("aggregator", "lease_renew.lua")
-_RELEASE = load_lua("aggregator", "lease_release.lua")
-_CLAIM = load_lua("aggregator", "claim_window_end.lua")
+_RENEW = load_lua("loginmetrics.aggregator", "lease_renew.lua")
+_RELEASE = load_lua("loginmetrics.aggregator", "lease_release.lua")
+_CLAIM = load_lua("loginmetrics.aggregator", "claim_window_end.lua")
 
 
 def new_token() -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from window import WindowTotals
+from loginmetrics.window import WindowTotals
 
 
 class MetricEvent(msgspec.Struct, frozen=True):

@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from aggregator.metric_event import MetricEvent, encode_metric_event
+from loginmetrics.aggregator.metric_event import MetricEvent, encode_metric_event
 
 logger = logging.getLogger(__name__)
 

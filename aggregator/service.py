@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 import redis
 from confluent_kafka import KafkaException, Producer
 
-from aggregator.lease import AggregatorLease, ClaimStatus
-from aggregator.metric_event import build_metric_event
-from aggregator.publisher import MetricPublisher
-from aggregator.settings import AggregatorSettings
-from aggregator.ticks import seconds_to_next_tick, tick_window_end
-from window import WindowReader
-from window.backoff import Backoff
+from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
+from loginmetrics.aggregator.metric_event import build_metric_event
+from loginmetrics.aggregator.publisher import MetricPublisher
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.aggregator.ticks import seconds_to_next_tick, tick_window_end
+from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.window import WindowReader
 
 logger = logging.getLogger(__name__)
 

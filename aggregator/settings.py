@@ -7,8 +7,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from window import WindowLayout
-from window.errors import ConfigError, WindowConfigError
+from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.window import WindowLayout
+from loginmetrics.window.errors import WindowConfigError
 
 # Below this a lease is renewed several times a second and a GC pause or a slow Redis reply
 # would hand leadership back and forth.

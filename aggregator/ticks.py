@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from window import WindowLayout
+from loginmetrics.window import WindowLayout
 
 
 def tick_index(server_now: float, emit_interval_seconds: float) -> int:

@@ -27,10 +27,10 @@ from bench.stack import (
     topics,
 )
 from bench.stream import LoginPayloads
-from window import WindowLayout, WindowWriter
-from worker.fold import fold_batch
-from worker.settings import WorkerSettings
-from worker.window_consumer import WindowConsumer
+from loginmetrics.window import WindowLayout, WindowWriter
+from loginmetrics.worker.fold import fold_batch
+from loginmetrics.worker.settings import WorkerSettings
+from loginmetrics.worker.window_consumer import WindowConsumer
 
 PARTITIONS = 4
 

@@ -33,8 +33,8 @@ from bench.stack import (
     worker_pids,
 )
 from bench.stream import LoginPayloads
+from loginmetrics.window import WindowLayout, WindowReader
 from tests.pipeline import loginmetrics, pipeline_env
-from window import WindowLayout, WindowReader
 
 DEFAULT_LAYOUT = WindowLayout()
 MIB = 1024 * 1024

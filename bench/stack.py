@@ -16,8 +16,8 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from loginmetrics.window import WindowLayout, WindowReader, WindowTotals
 from tests.pipeline import child_pids, produce_one, wait_for_leaders
-from window import WindowLayout, WindowReader, WindowTotals
 
 ADMIN_TIMEOUT_S = 30.0
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -55,9 +55,9 @@ from bench.stack import (
     worker_pids,
 )
 from bench.stream import LoginPayloads
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.settings import WorkerSettings
 from tests.pipeline import loginmetrics, pipeline_env
-from window import WindowLayout
-from worker.settings import WorkerSettings
 
 PARTITIONS = 4
 

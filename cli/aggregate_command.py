@@ -10,14 +10,14 @@ from typing import Any
 
 import click
 
-from aggregator.process import run_aggregator_in_foreground
-from aggregator.settings import AggregatorSettings
-from cli import options
-from cli.broker import require_topics
-from cli.config import describe_kafka, redact_url
-from cli.preflight import require_redis
-from window import WindowLayout
-from window.errors import ConfigError
+from loginmetrics.aggregator.process import run_aggregator_in_foreground
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.cli import options
+from loginmetrics.cli.broker import require_topics
+from loginmetrics.cli.config import describe_kafka, redact_url
+from loginmetrics.cli.preflight import require_redis
+from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.window import WindowLayout
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,8 @@ import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from loginmetrics.runtime.clients import bootstrap_servers
+
 logger = logging.getLogger(__name__)
 
 STACK_HINT = "start it with `make stack-up`"
@@ -110,10 +112,6 @@ def missing_topic_message(topic: str, bootstrap_servers: str) -> str:
         "broker; elsewhere create it with kafka-topics.sh --create --topic "
         f"{topic} --bootstrap-server {bootstrap_servers}"
     )
-
-
-def bootstrap_servers(kafka: Mapping[str, str]) -> str:
-    return str(kafka.get("bootstrap.servers", "?"))
 
 
 def require_topics(kafka: Mapping[str, str], topics: list[str]) -> None:

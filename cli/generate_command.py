@@ -13,10 +13,11 @@ from typing import Any
 import click
 from confluent_kafka import KafkaError, Producer
 
-from cli import options
-from cli.broker import BrokerWatch, bootstrap_servers, topic_partitions
-from cli.config import describe_kafka
-from cli.traffic import LoginTraffic
+from loginmetrics.cli import options
+from loginmetrics.cli.broker import BrokerWatch, topic_partitions
+from loginmetrics.cli.config import describe_kafka
+from loginmetrics.cli.traffic import LoginTraffic
+from loginmetrics.runtime.clients import bootstrap_servers
 
 logger = logging.getLogger(__name__)
 

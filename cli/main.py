@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cli.aggregate_command import aggregate
-from cli.generate_command import generate
-from cli.logs import LogSettings
-from cli.print_command import print_messages
-from cli.run_command import run
-from cli.worker_command import worker
+from loginmetrics.cli.aggregate_command import aggregate
+from loginmetrics.cli.generate_command import generate
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.print_command import print_messages
+from loginmetrics.cli.run_command import run
+from loginmetrics.cli.worker_command import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.config import build_kafka_config
-from window import WindowLayout
-from window.errors import WindowConfigError
-from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
+from loginmetrics.cli.config import build_kafka_config
+from loginmetrics.window import WindowLayout
+from loginmetrics.window.errors import WindowConfigError
+from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

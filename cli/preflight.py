@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 import redis
 
-from cli.broker import STACK_HINT
-from cli.config import redact_url
+from loginmetrics.cli.broker import STACK_HINT
+from loginmetrics.cli.config import redact_url
 
 
 def require_redis(url: str) -> None:

@@ -13,9 +13,14 @@ from typing import Any
 import click
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from cli import options, render
-from cli.broker import BrokerWatch, bootstrap_servers, missing_topic_message, topic_partitions
-from cli.config import describe_kafka
+from loginmetrics.cli import options, render
+from loginmetrics.cli.broker import (
+    BrokerWatch,
+    missing_topic_message,
+    topic_partitions,
+)
+from loginmetrics.cli.config import describe_kafka
+from loginmetrics.runtime.clients import bootstrap_servers
 
 logger = logging.getLogger(__name__)
 

@@ -6,16 +6,21 @@ import sys
 
 import click
 
-from aggregator.process import run_aggregator_process
-from cli import options
-from cli.aggregate_command import aggregator_settings, lease_seconds, log_aggregator_startup
-from cli.broker import require_topics
-from cli.logs import LogSettings
-from cli.preflight import require_redis
-from cli.worker_command import log_worker_startup
-from window import WindowLayout
-from worker.settings import WorkerSettings
-from worker.supervisor import ChildSpec, Supervisor, worker_specs
+from loginmetrics.aggregator.process import run_aggregator_process
+from loginmetrics.cli import options
+from loginmetrics.cli.aggregate_command import (
+    aggregator_settings,
+    lease_seconds,
+    log_aggregator_startup,
+)
+from loginmetrics.cli.broker import require_topics
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.preflight import require_redis
+from loginmetrics.cli.worker_command import log_worker_startup
+from loginmetrics.runtime.supervisor import ChildSpec, Supervisor
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.process import worker_specs
+from loginmetrics.worker.settings import WorkerSettings
 
 AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 

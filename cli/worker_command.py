@@ -7,14 +7,15 @@ import sys
 
 import click
 
-from cli import options
-from cli.broker import require_topics
-from cli.config import describe_kafka, redact_url
-from cli.logs import LogSettings
-from cli.preflight import require_redis
-from window import WindowLayout
-from worker.settings import WorkerSettings
-from worker.supervisor import Supervisor, worker_specs
+from loginmetrics.cli import options
+from loginmetrics.cli.broker import require_topics
+from loginmetrics.cli.config import describe_kafka, redact_url
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.preflight import require_redis
+from loginmetrics.runtime.supervisor import Supervisor
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.process import worker_specs
+from loginmetrics.worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from window import WindowLayout, WindowReader, WindowTotals
+from loginmetrics.window import WindowLayout, WindowReader, WindowTotals
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes | None]]) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 import redis
 
-from window.increments import WindowIncrements
-from window.layout import WindowLayout
-from window.scripts import load_lua
+from loginmetrics.window.increments import WindowIncrements
+from loginmetrics.window.layout import WindowLayout
+from loginmetrics.window.scripts import load_lua
 
-_APPLY_BATCH = load_lua("window", "apply_batch.lua")
+_APPLY_BATCH = load_lua("loginmetrics.window", "apply_batch.lua")
 
 
 @dataclass(frozen=True, slots=True)

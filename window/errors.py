@@ -1,12 +1,6 @@
-"""The exception hierarchy shared by every loginmetrics package."""
+"""Errors of the shared window."""
 
-
-class LoginMetricsError(Exception):
-    """Root of every error loginmetrics raises on purpose."""
-
-
-class ConfigError(LoginMetricsError):
-    """A setting is invalid; the message says which and what to use instead."""
+from loginmetrics.runtime.errors import ConfigError
 
 
 class WindowConfigError(ConfigError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from window.errors import WindowConfigError
+from loginmetrics.window.errors import WindowConfigError
 
 
 class BucketField(StrEnum):

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from window.layout import COUNT_INVALID, COUNT_VALID, BucketField, WindowLayout
+from loginmetrics.window.layout import COUNT_INVALID, COUNT_VALID, BucketField, WindowLayout
 
 
 @dataclass(frozen=True, slots=True)

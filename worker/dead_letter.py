@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from worker.fold import RejectedRecord
-from worker.validation import ErrorCode
+from loginmetrics.worker.fold import RejectedRecord
+from loginmetrics.worker.validation import ErrorCode
 
 # A too-large payload is kept in part: copying it whole could exceed the DLQ's own size limit.
 TOO_LARGE_EXCERPT_BYTES = 1024

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from window import WindowIncrements
-from worker.validation import (
+from loginmetrics.window import WindowIncrements
+from loginmetrics.worker.validation import (
     DECODE_ERRORS,
     DEFAULT_MAX_MESSAGE_BYTES,
     LoginEvent,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from window import WindowLayout
-from worker.validation import DEFAULT_MAX_MESSAGE_BYTES
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from window import PartitionAdvance, WindowIncrements, WindowWriter
-from window.apply import ApplyOutcome
-from window.backoff import Backoff
-from worker.dead_letter import encode_dead_letter
-from worker.fold import FoldedBatch, RejectedRecord, fold_batch
-from worker.settings import WorkerSettings
+from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.window import PartitionAdvance, WindowIncrements, WindowWriter
+from loginmetrics.window.apply import ApplyOutcome
+from loginmetrics.worker.dead_letter import encode_dead_letter
+from loginmetrics.worker.fold import FoldedBatch, RejectedRecord, fold_batch
+from loginmetrics.worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.settings import AggregatorSettings
-from cli import aggregate_command
-from cli.logs import LogSettings
-from cli.main import cli
-from window import WindowLayout
-from window.errors import ConfigError, WindowConfigError
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.cli import aggregate_command
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.main import cli
+from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.window import WindowLayout
+from loginmetrics.window.errors import WindowConfigError
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_bad_values_are_refused_with_the_option_name(
 def test_startup_line_masks_secrets(
     started: list[AggregatorSettings], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="cli.aggregate_command"):
+    with caplog.at_level(logging.INFO, logger="loginmetrics.cli.aggregate_command"):
         result = CliRunner().invoke(
             cli,
             [

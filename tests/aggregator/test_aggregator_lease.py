@@ -7,8 +7,8 @@ import time
 
 import fakeredis
 
-from aggregator.lease import AggregatorLease, ClaimStatus
-from window import WindowLayout
+from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
+from loginmetrics.window import WindowLayout
 
 LAYOUT = WindowLayout(prefix="lease-test", window_seconds=60)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from aggregator.metric_event import build_metric_event, encode_metric_event
-from window import WindowTotals
+from loginmetrics.aggregator.metric_event import build_metric_event, encode_metric_event
+from loginmetrics.window import WindowTotals
 
 END = 1_737_417_730  # 2025-01-21T00:02:10 UTC
 BUILT_AT = datetime(2025, 1, 21, 0, 2, 10, 15516, tzinfo=UTC)

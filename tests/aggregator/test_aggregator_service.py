@@ -15,11 +15,11 @@ import fakeredis
 import pytest
 import redis
 
-from aggregator.lease import AggregatorLease
-from aggregator.service import Aggregator
-from aggregator.settings import AggregatorSettings
-from window import BucketField, WindowLayout, WindowReader
-from window.layout import COUNT_INVALID, COUNT_VALID
+from loginmetrics.aggregator.lease import AggregatorLease
+from loginmetrics.aggregator.service import Aggregator
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.window import BucketField, WindowLayout, WindowReader
+from loginmetrics.window.layout import COUNT_INVALID, COUNT_VALID
 
 LAYOUT = WindowLayout(prefix="svc-test", bucket_seconds=1, window_seconds=60)
 SETTINGS = AggregatorSettings(
@@ -204,7 +204,7 @@ def test_a_leader_that_lost_its_lease_stands_by(
     node_b.step()  # b takes the expired lease
 
     clocks.advance(SETTINGS.renew_interval_seconds)
-    with caplog.at_level(logging.WARNING, logger="aggregator.service"):
+    with caplog.at_level(logging.WARNING, logger="loginmetrics.aggregator.service"):
         node_a.step()
     clocks.advance(10)
     node_a.step()
@@ -245,7 +245,7 @@ def test_redis_outage_is_retried_with_backoff(
     server: fakeredis.FakeServer, node_a: Node, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.connected = False
-    with caplog.at_level(logging.WARNING, logger="aggregator.service"):
+    with caplog.at_level(logging.WARNING, logger="loginmetrics.aggregator.service"):
         delays = [node_a.step() for _ in range(3)]
     server.connected = True
     node_a.step()

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.ticks import seconds_to_next_tick, tick_index, tick_window_end
-from window import WindowLayout
+from loginmetrics.aggregator.ticks import seconds_to_next_tick, tick_index, tick_window_end
+from loginmetrics.window import WindowLayout
 
 NOW = 1_737_417_730.0
 

@@ -10,8 +10,8 @@ import fakeredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from window import BucketField, WindowLayout, WindowReader
-from window.layout import COUNT_INVALID, COUNT_VALID
+from loginmetrics.window import BucketField, WindowLayout, WindowReader
+from loginmetrics.window.layout import COUNT_INVALID, COUNT_VALID
 
 END = 1_000
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import KafkaError
 
-from cli import generate_command
-from cli.logs import LogSettings
-from cli.main import cli
-from worker.validation import LoginEvent, validate
+from loginmetrics.cli import generate_command
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.main import cli
+from loginmetrics.worker.validation import LoginEvent, validate
 
 
 @dataclass

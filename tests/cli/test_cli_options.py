@@ -7,8 +7,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli.config import build_kafka_config, describe_kafka, parse_kafka_config, redact_url
-from cli.main import cli
+from loginmetrics.cli.config import (
+    build_kafka_config,
+    describe_kafka,
+    parse_kafka_config,
+    redact_url,
+)
+from loginmetrics.cli.main import cli
 
 COMMANDS = ["print", "generate", "run", "worker", "aggregate"]
 KAFKA_ENV = ["KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_PASSWORD", "LOGINMETRICS_KAFKA_CONFIG"]

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
-from cli import print_command
-from cli.logs import LogSettings
-from cli.main import cli
+from loginmetrics.cli import print_command
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.main import cli
 from tests.cli.test_cli_render import METRIC_EVENT
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import pytest
 
-from cli.render import (
+from loginmetrics.cli.render import (
     Payload,
     PayloadKind,
     as_metric_event,

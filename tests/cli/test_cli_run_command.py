@@ -10,15 +10,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.process import run_aggregator_process
-from aggregator.settings import AggregatorSettings
-from cli import run_command
-from cli.logs import LogSettings
-from cli.main import cli
-from window import WindowLayout
-from worker.process import run_worker_process
-from worker.settings import WorkerSettings
-from worker.supervisor import ChildSpec
+from loginmetrics.aggregator.process import run_aggregator_process
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.cli import preflight, run_command
+from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.main import cli
+from loginmetrics.runtime.supervisor import ChildSpec
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.process import run_worker_process
+from loginmetrics.worker.settings import WorkerSettings
 
 SECRET = "hunter2-secret"
 
@@ -135,7 +135,7 @@ def test_startup_logs_name_broker_redis_topics_and_group_but_no_secret(
 
 def test_an_unreachable_redis_is_named_redacted_with_what_to_do() -> None:
     with pytest.raises(click.ClickException, match="not reachable") as caught:
-        run_command.require_redis(f"redis://:{SECRET}@127.0.0.1:1/0")
+        preflight.require_redis(f"redis://:{SECRET}@127.0.0.1:1/0")
 
     message = str(caught.value)
     assert "redis://:***@127.0.0.1:1/0" in message

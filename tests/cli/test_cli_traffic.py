@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli.traffic import (
+from loginmetrics.cli.traffic import (
     EXPECTED_ERROR_CODE,
     US_STATES,
     InvalidKind,
     LoginTraffic,
     uuid4_batch,
 )
-from worker.validation import LoginEvent, Rejection, validate
+from loginmetrics.worker.validation import LoginEvent, Rejection, validate
 
 FIXED_CLOCK = 1_736_653_976.7
 

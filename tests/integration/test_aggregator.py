@@ -17,10 +17,10 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 
-from aggregator.process import run_aggregator, run_aggregator_process
-from aggregator.settings import AggregatorSettings
+from loginmetrics.aggregator.process import run_aggregator, run_aggregator_process
+from loginmetrics.aggregator.settings import AggregatorSettings
+from loginmetrics.window import PartitionAdvance, WindowIncrements, WindowLayout, WindowWriter
 from tests.pipeline import topic_reader
-from window import PartitionAdvance, WindowIncrements, WindowLayout, WindowWriter
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from loginmetrics.window import WindowLayout
 from tests.pipeline import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
-from window import WindowLayout
 
 pytestmark = pytest.mark.integration
 

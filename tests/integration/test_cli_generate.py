@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cli.traffic import US_STATES
+from loginmetrics.cli.traffic import US_STATES
 from tests.pipeline import topic_reader
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,11 @@ def read_all(
     try:
         while time.monotonic() < deadline:
             batch = consumer.consume(1000, 0.5)
-            found += [(m.partition(), m.key(), m.value()) for m in batch if m.error() is None]
+            found += [
+                (m.partition() or 0, m.key() or b"", m.value() or b"")
+                for m in batch
+                if m.error() is None
+            ]
             if len(found) >= expected and not batch:
                 quiet_until = quiet_until or time.monotonic() + 2
                 if time.monotonic() >= quiet_until:

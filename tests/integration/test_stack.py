@@ -35,7 +35,7 @@ def test_messages_produced_to_a_new_topic_are_consumed_back_in_order(
         for _ in range(60):
             for message in consumer.consume(num_messages=10, timeout=1.0):
                 assert message.error() is None, message.error()
-                received.append(message.value())
+                received.append(message.value() or b"")
             if len(received) >= len(sent):
                 break
     finally:

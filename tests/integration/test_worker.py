@@ -14,6 +14,7 @@ from typing import NamedTuple
 import pytest
 import redis
 
+from loginmetrics.window import WindowLayout, WindowTotals
 from tests.pipeline import (
     child_pids,
     consume,
@@ -24,7 +25,6 @@ from tests.pipeline import (
     wait_for_messages,
 )
 from tests.streams import GroundTruth, LoginStream, login_stream
-from window import WindowLayout, WindowTotals
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from loginmetrics.window import WindowLayout
 from tests.pipeline import pipeline_env, wait_for_leaders
-from window import WindowLayout
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"

@@ -21,9 +21,9 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from loginmetrics.window import WindowLayout, WindowTotals
 from tests.pipeline import current_totals
 from tests.streams import INVALID_PAYLOADS, GroundTruth, random_login
-from window import WindowLayout, WindowTotals
 
 Source = tuple[int, int]  # (partition, offset) of a message in the input topic
 # librdkafka's own log lines (a broker going away is expected here) go to pytest's log capture.
@@ -211,7 +211,10 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[bytes]
             assert time.monotonic() < deadline, f"read {len(values)} messages of {topic} only"
             for message in consumer.consume(1000, 0.5):
                 assert message.error() is None, message.error()
-                position[message.partition()] = message.offset() + 1
+                partition, offset = message.partition(), message.offset()
+                assert partition is not None
+                assert offset is not None
+                position[partition] = offset + 1
                 values.append(message.value() or b"")
     finally:
         consumer.close()
@@ -295,5 +298,5 @@ def log_lines(log: Path, pid: int | None = None) -> list[str]:
 
 
 def applied_offsets(client: redis.Redis, layout: WindowLayout, topic: str) -> dict[int, int]:
-    raw: dict[bytes, bytes] = client.hgetall(layout.applied_offsets_key(topic))
+    raw: dict[bytes | str, bytes | str] = client.hgetall(layout.applied_offsets_key(topic))
     return {int(partition): int(offset) for partition, offset in raw.items() if offset}

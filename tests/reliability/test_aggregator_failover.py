@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from loginmetrics.window import WindowLayout
 from tests.pipeline import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(120)]
 

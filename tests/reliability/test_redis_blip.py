@@ -13,6 +13,7 @@ import redis
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from loginmetrics.window import WindowLayout
 from tests.pipeline import child_pids, current_totals, loginmetrics
 from tests.reliability.conftest import PrivateRedis, WorkerRun
 from tests.reliability.harness import (
@@ -27,7 +28,6 @@ from tests.reliability.harness import (
     wait_for_total,
     wait_until,
 )
-from window import WindowLayout
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(150)]
 
@@ -121,7 +121,7 @@ def test_workers_pause_through_a_redis_outage_and_commit_nothing_unapplied(
 
         # Freeze writes, read what the window holds, save it and stop: what Redis holds during
         # the outage is exactly `at_shutdown`, and a restart brings exactly that back.
-        client.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        client.client_pause(30_000, all=False)
         at_shutdown = applied_offsets(client, layout, source)
         private_redis.shutdown_saving()
         down_from = time.monotonic()

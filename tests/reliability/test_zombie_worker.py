@@ -58,7 +58,7 @@ def test_a_worker_that_lost_its_partitions_while_frozen_does_not_apply_its_stale
 
         # Hold every worker between fold and apply: writes to the window block until the apply
         # times out, and the worker retries that same batch with the same expected offsets.
-        client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        client.client_pause(60_000, all=False)
         victim = None
 
         def a_worker_is_holding_a_batch() -> bool:
@@ -75,9 +75,9 @@ def test_a_worker_that_lost_its_partitions_while_frozen_does_not_apply_its_stale
         try:
             # Drop every worker's connection: an apply the victim re-sent just before it froze
             # must not run when writes resume (it would still be in time, not stale).
-            client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            client.client_kill_filter(_type="normal", skipme=True)
             frozen_at = applied_offsets(client, layout, source)
-            client.execute_command("CLIENT", "UNPAUSE")
+            client.client_unpause()
 
             # The group evicts the frozen worker after its session timeout (10 s); the others
             # take its partitions over and apply past the offsets it expects to find.

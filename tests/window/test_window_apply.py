@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from window import BucketField, PartitionAdvance, WindowIncrements, WindowLayout, WindowWriter
+from loginmetrics.window import (
+    BucketField,
+    PartitionAdvance,
+    WindowIncrements,
+    WindowLayout,
+    WindowWriter,
+)
 
 TOPIC = "user-login"
 LAYOUT = WindowLayout(prefix="lm-test", bucket_seconds=1, window_seconds=60)

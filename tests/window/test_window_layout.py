@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from window import BucketField, LoginMetricsError, WindowConfigError, WindowLayout
+from loginmetrics.runtime.errors import LoginMetricsError
+from loginmetrics.window import BucketField, WindowConfigError, WindowLayout
 
 EPOCH_2025 = 1_736_000_000
 

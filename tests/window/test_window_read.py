@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from window import (
+from loginmetrics.window import (
     BucketField,
     PartitionAdvance,
     WindowIncrements,

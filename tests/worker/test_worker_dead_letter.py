@@ -10,14 +10,14 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.dead_letter import (
+from loginmetrics.worker.dead_letter import (
     KEPT_PAYLOAD_BYTES,
     TOO_LARGE_EXCERPT_BYTES,
     dead_letter,
     encode_dead_letter,
 )
-from worker.fold import RejectedRecord
-from worker.validation import ErrorCode, Rejection, validate
+from loginmetrics.worker.fold import RejectedRecord
+from loginmetrics.worker.validation import ErrorCode, Rejection, validate
 
 PROCESSED_AT = datetime(2025, 1, 21, 0, 57, 57, 632598, tzinfo=UTC)
 TOPIC = "user-login"

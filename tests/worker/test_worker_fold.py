@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.fold import FoldedBatch, fold_batch
-from worker.validation import ErrorCode
+from loginmetrics.worker.fold import FoldedBatch, fold_batch
+from loginmetrics.worker.validation import ErrorCode
 
 SECOND_MS = 1_737_421_077_000
 

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from window import WindowLayout
-from worker.settings import WorkerSettings
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.settings import WorkerSettings
 
 KAFKA = {
     "bootstrap.servers": "broker-1:9092,broker-2:9092",

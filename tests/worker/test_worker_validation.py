@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.validation import (
+from loginmetrics.worker.validation import (
     REQUIRED_FIELDS,
     REQUIRED_TEXT_FIELDS,
     ErrorCode,

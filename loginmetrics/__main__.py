@@ -1,6 +1,6 @@
-"""``python -m cli`` runs the ``loginmetrics`` command."""
+"""``python -m loginmetrics`` runs the ``loginmetrics`` command."""
 
-from cli.main import main
+from loginmetrics.cli.main import main
 
 # Guarded: spawned worker processes re-import this module under another name.
 if __name__ == "__main__":

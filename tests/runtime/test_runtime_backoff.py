@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import window.backoff
-from window.backoff import Backoff
+from loginmetrics.runtime.backoff import Backoff
 
 
 def nominal(backoff: Backoff, attempt: int) -> float:
@@ -19,11 +18,8 @@ def nominal(backoff: Backoff, attempt: int) -> float:
 
 
 @pytest.mark.parametrize("extreme", [0.8, 1.2])
-def test_the_default_delays_double_from_a_tenth_of_a_second_to_five(
-    monkeypatch: pytest.MonkeyPatch, extreme: float
-) -> None:
-    monkeypatch.setattr(window.backoff.random, "uniform", lambda low, high: extreme)
-    delays = list(islice(Backoff().delays(), 9))
+def test_the_default_delays_double_from_a_tenth_of_a_second_to_five(extreme: float) -> None:
+    delays = list(islice(Backoff(jitter=lambda low, high: extreme).delays(), 9))
     plain = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
     assert delays == pytest.approx([d * extreme for d in plain])
 

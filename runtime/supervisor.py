@@ -1,5 +1,5 @@
-"""Runs the worker processes (and, in ``run`` mode, the aggregator); restarts one that dies,
-drains them all on SIGINT/SIGTERM."""
+"""Keeps a set of child processes (workers, and the aggregator in ``run`` mode) running:
+restarts one that dies, with backoff; drains them all on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,13 +14,10 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-from worker.process import run_worker_process
-from worker.settings import WorkerSettings
+from loginmetrics.runtime.signals import EXIT_FORCED, EXIT_OK, stop_signals
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FORCED = 130
 # A child that lived this long had a healthy run: its next crash restarts it at once.
 HEALTHY_RUN_SECONDS = 60.0
 MAX_RESTART_DELAY_SECONDS = 30.0
@@ -36,13 +33,6 @@ class ChildSpec:
     name: str
     target: Callable[..., None]
     args: tuple[Any, ...]
-
-
-def worker_specs(settings: WorkerSettings, processes: int) -> list[ChildSpec]:
-    return [
-        ChildSpec(f"loginmetrics-worker-{index}", run_worker_process, (settings, index))
-        for index in range(processes)
-    ]
 
 
 @dataclass(slots=True)
@@ -72,19 +62,13 @@ class Supervisor:
         self._forced = False
 
     def run(self) -> int:
-        previous = {
-            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
+        with stop_signals(self._request_stop):
             for spec in self._specs:
                 self._start(spec, restart_delay=0.0)
             logger.info("started %s", ", ".join(spec.name for spec in self._specs))
             while not self._stopping:
                 self._watch()
             return self._drain()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     @property
     def pids(self) -> list[int]:
