@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from loginmetrics.runtime import defaults
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.window.errors import WindowConfigError
@@ -22,7 +23,7 @@ class AggregatorSettings:
     kafka: Mapping[str, str]
     redis_url: str
     layout: WindowLayout = field(default_factory=WindowLayout)
-    metrics_topic: str = "metric-event"
+    metrics_topic: str = defaults.METRICS_TOPIC
     emit_interval_seconds: float = 10.0
     # The leader renews every third of this; a standby takes over at most ~4/3 of it after the
     # leader dies.

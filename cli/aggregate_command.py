@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import click
 
@@ -16,43 +14,9 @@ from loginmetrics.cli import options
 from loginmetrics.cli.broker import require_topics
 from loginmetrics.cli.config import describe_kafka, redact_url
 from loginmetrics.cli.preflight import require_redis
-from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 
 logger = logging.getLogger(__name__)
-
-lease_seconds: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--lease-seconds",
-    envvar="LOGINMETRICS_LEASE_SECONDS",
-    show_envvar=True,
-    type=click.FloatRange(min=1),
-    default=15.0,
-    show_default=True,
-    help="Leadership lease of the active aggregator; a standby takes over within ~4/3 of it "
-    "after the leader dies.",
-)
-
-
-def aggregator_settings(
-    kafka: Mapping[str, str],
-    redis_url: str,
-    layout: WindowLayout,
-    metrics_topic: str,
-    emit_interval: float,
-    lease_seconds: float,
-) -> AggregatorSettings:
-    """The aggregator's settings from command-line values (shared with ``loginmetrics run``)."""
-    try:
-        return AggregatorSettings(
-            kafka=dict(kafka),
-            redis_url=redis_url,
-            layout=layout,
-            metrics_topic=metrics_topic,
-            emit_interval_seconds=emit_interval,
-            lease_seconds=lease_seconds,
-        )
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 def log_aggregator_startup(settings: AggregatorSettings) -> None:
@@ -78,7 +42,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.window_layout
 @options.metrics_topic
 @options.emit_interval
-@lease_seconds
+@options.lease_seconds
 def aggregate(
     kafka: dict[str, str],
     redis_url: str,
@@ -100,7 +64,7 @@ def aggregate(
     dies. Each window end is emitted at most once. SIGINT/SIGTERM releases
     the lease and exits 0.
     """
-    settings = aggregator_settings(
+    settings = options.build_aggregator_settings(
         kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
     )
     require_topics(kafka, [settings.metrics_topic])

@@ -1,19 +1,37 @@
-"""Options shared by several commands, defined once so they read the same everywhere."""
+"""Options shared by several commands, defined once so they read the same everywhere.
+
+Defaults are not written here: each is read from the settings class that owns it (or from
+``runtime.defaults`` for the connection settings every command shares)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 
+from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli.config import build_kafka_config
+from loginmetrics.runtime import defaults
+from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
-from loginmetrics.window.errors import WindowConfigError
-from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
+from loginmetrics.worker.settings import WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default(settings: type[Any], name: str) -> Any:
+    """The default ``settings`` (a dataclass) gives its field ``name``."""
+    for field in dataclasses.fields(settings):
+        if field.name == name:
+            if field.default is not dataclasses.MISSING:
+                return field.default
+            if field.default_factory is not dataclasses.MISSING:
+                return field.default_factory()
+    raise LookupError(f"{settings.__name__} has no default for {name!r}")
 
 
 def _option(*decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
@@ -58,7 +76,7 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
             _option(
                 "--bootstrap-servers",
                 envvar="KAFKA_BOOTSTRAP_SERVERS",
-                default="localhost:9092",
+                default=defaults.BOOTSTRAP_SERVERS,
                 help="Kafka brokers, host:port[,host:port...].",
             ),
             _option(
@@ -109,33 +127,39 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
 redis_url = _option(
     "--redis-url",
     envvar="REDIS_URL",
-    default="redis://localhost:6379/0",
+    default=defaults.REDIS_URL,
     help="Redis of the shared window; redis://:PASSWORD@host:port/db, rediss:// for TLS.",
 )
 
 input_topic = _option(
-    "--input-topic", envvar="LOGINMETRICS_INPUT_TOPIC", default="user-login", help="Login events."
+    "--input-topic",
+    envvar="LOGINMETRICS_INPUT_TOPIC",
+    default=default(WorkerSettings, "input_topic"),
+    help="Login events.",
 )
 metrics_topic = _option(
     "--metrics-topic",
     envvar="LOGINMETRICS_METRICS_TOPIC",
-    default="metric-event",
+    default=default(AggregatorSettings, "metrics_topic"),
     help="Where metric events are produced.",
 )
 dlq_topic = _option(
     "--dlq-topic",
     envvar="LOGINMETRICS_DLQ_TOPIC",
-    default="dead-letter-queue",
+    default=default(WorkerSettings, "dlq_topic"),
     help="Where unusable messages go, with the reason.",
 )
 group_id = _option(
-    "--group-id", envvar="LOGINMETRICS_GROUP_ID", default="loginmetrics", help="Consumer group."
+    "--group-id",
+    envvar="LOGINMETRICS_GROUP_ID",
+    default=default(WorkerSettings, "group_id"),
+    help="Consumer group.",
 )
 emit_interval = _option(
     "--emit-interval",
     envvar="LOGINMETRICS_EMIT_INTERVAL",
     type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
+    default=default(AggregatorSettings, "emit_interval_seconds"),
     help="Seconds between metric events.",
 )
 processes = _option(
@@ -150,14 +174,14 @@ batch_size = _option(
     "--batch-size",
     envvar="LOGINMETRICS_BATCH_SIZE",
     type=click.IntRange(min=1),
-    default=10_000,
+    default=default(WorkerSettings, "batch_size"),
     help="Most messages taken from Kafka and applied to Redis in one step.",
 )
 max_message_bytes = _option(
     "--max-message-bytes",
     envvar="LOGINMETRICS_MAX_MESSAGE_BYTES",
     type=click.IntRange(min=1),
-    default=DEFAULT_MAX_MESSAGE_BYTES,
+    default=default(WorkerSettings, "max_message_bytes"),
     help="Larger messages go to the dead-letter queue as too_large.",
 )
 
@@ -169,12 +193,10 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(
         *args: Any, window: int, bucket_seconds: int, redis_prefix: str, **kwargs: Any
     ) -> Any:
-        try:
+        with bad_parameters():
             kwargs["layout"] = WindowLayout(
                 prefix=redis_prefix, bucket_seconds=bucket_seconds, window_seconds=window
             )
-        except WindowConfigError as exc:
-            raise click.BadParameter(str(exc)) from exc
         return command(*args, **kwargs)
 
     return _apply(
@@ -183,22 +205,85 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--window",
                 envvar="LOGINMETRICS_WINDOW",
                 type=click.IntRange(min=1),
-                default=300,
+                default=default(WindowLayout, "window_seconds"),
                 help="Sliding window length in seconds (a multiple of --bucket-seconds).",
             ),
             _option(
                 "--bucket-seconds",
                 envvar="LOGINMETRICS_BUCKET_SECONDS",
                 type=click.IntRange(min=1),
-                default=1,
+                default=default(WindowLayout, "bucket_seconds"),
                 help="Time bucket length in seconds (processing time, Redis clock).",
             ),
             _option(
                 "--redis-prefix",
                 envvar="LOGINMETRICS_REDIS_PREFIX",
-                default="loginmetrics",
+                default=default(WindowLayout, "prefix"),
                 help="Prefix of every Redis key of the window.",
             ),
         ],
         wrapper,
     )
+
+
+lease_seconds = _option(
+    "--lease-seconds",
+    envvar="LOGINMETRICS_LEASE_SECONDS",
+    type=click.FloatRange(min=1),
+    default=default(AggregatorSettings, "lease_seconds"),
+    help="Leadership lease of the active aggregator; a standby takes over within ~4/3 of it "
+    "after the leader dies.",
+)
+
+
+@contextmanager
+def bad_parameters() -> Iterator[None]:
+    """A settings class's own check failing is the user's bad parameter."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def build_worker_settings(
+    kafka: Mapping[str, str],
+    redis_url: str,
+    layout: WindowLayout,
+    input_topic: str,
+    dlq_topic: str,
+    group_id: str,
+    batch_size: int,
+    max_message_bytes: int,
+) -> WorkerSettings:
+    """The one place a worker's settings are built from command-line values."""
+    with bad_parameters():
+        return WorkerSettings(
+            kafka=dict(kafka),
+            redis_url=redis_url,
+            layout=layout,
+            input_topic=input_topic,
+            dlq_topic=dlq_topic,
+            group_id=group_id,
+            batch_size=batch_size,
+            max_message_bytes=max_message_bytes,
+        )
+
+
+def build_aggregator_settings(
+    kafka: Mapping[str, str],
+    redis_url: str,
+    layout: WindowLayout,
+    metrics_topic: str,
+    emit_interval: float,
+    lease_seconds: float,
+) -> AggregatorSettings:
+    """The one place an aggregator's settings are built from command-line values."""
+    with bad_parameters():
+        return AggregatorSettings(
+            kafka=dict(kafka),
+            redis_url=redis_url,
+            layout=layout,
+            metrics_topic=metrics_topic,
+            emit_interval_seconds=emit_interval,
+            lease_seconds=lease_seconds,
+        )

@@ -9,8 +9,6 @@ import click
 from loginmetrics.aggregator.process import run_aggregator_process
 from loginmetrics.cli import options
 from loginmetrics.cli.aggregate_command import (
-    aggregator_settings,
-    lease_seconds,
     log_aggregator_startup,
 )
 from loginmetrics.cli.broker import require_topics
@@ -20,7 +18,6 @@ from loginmetrics.cli.worker_command import log_worker_startup
 from loginmetrics.runtime.supervisor import ChildSpec, Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
-from loginmetrics.worker.settings import WorkerSettings
 
 AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 
@@ -37,7 +34,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.batch_size
 @options.max_message_bytes
 @options.emit_interval
-@lease_seconds
+@options.lease_seconds
 @click.pass_obj
 def run(
     logs: LogSettings,
@@ -61,17 +58,10 @@ def run(
     on Ctrl-C (or SIGTERM) drains them all and exits 0. Watch the result with
     `loginmetrics print --table` and feed it with `loginmetrics generate`.
     """
-    worker = WorkerSettings(
-        kafka=kafka,
-        redis_url=redis_url,
-        layout=layout,
-        input_topic=input_topic,
-        dlq_topic=dlq_topic,
-        group_id=group_id,
-        batch_size=batch_size,
-        max_message_bytes=max_message_bytes,
+    worker = options.build_worker_settings(
+        kafka, redis_url, layout, input_topic, dlq_topic, group_id, batch_size, max_message_bytes
     )
-    aggregator = aggregator_settings(
+    aggregator = options.build_aggregator_settings(
         kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
     )
     require_topics(kafka, [input_topic, dlq_topic, metrics_topic])

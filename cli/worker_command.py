@@ -51,15 +51,8 @@ def worker(
     or rebalance never double-counts or loses a message. A process that dies is
     restarted. SIGINT/SIGTERM finishes the current batches and exits 0.
     """
-    settings = WorkerSettings(
-        kafka=kafka,
-        redis_url=redis_url,
-        layout=layout,
-        input_topic=input_topic,
-        dlq_topic=dlq_topic,
-        group_id=group_id,
-        batch_size=batch_size,
-        max_message_bytes=max_message_bytes,
+    settings = options.build_worker_settings(
+        kafka, redis_url, layout, input_topic, dlq_topic, group_id, batch_size, max_message_bytes
     )
     require_topics(kafka, [settings.input_topic, settings.dlq_topic])
     require_redis(redis_url)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from loginmetrics.runtime import defaults
+from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -15,12 +17,34 @@ class WorkerSettings:
     kafka: Mapping[str, str]
     redis_url: str
     layout: WindowLayout = field(default_factory=WindowLayout)
-    input_topic: str = "user-login"
-    dlq_topic: str = "dead-letter-queue"
-    group_id: str = "loginmetrics"
+    input_topic: str = defaults.INPUT_TOPIC
+    dlq_topic: str = defaults.DLQ_TOPIC
+    group_id: str = defaults.GROUP_ID
+    # Most messages taken from Kafka and applied to Redis in one step.
     batch_size: int = 10_000
     poll_timeout_seconds: float = 0.1
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        for option, topic in (
+            ("--input-topic", self.input_topic),
+            ("--dlq-topic", self.dlq_topic),
+            ("--group-id", self.group_id),
+        ):
+            if not topic.strip():
+                raise ConfigError(f"{option} must not be empty")
+        if self.input_topic == self.dlq_topic:
+            raise ConfigError(
+                f"--dlq-topic must differ from --input-topic (both {self.input_topic!r})"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_message_bytes < 1:
+            raise ConfigError(
+                f"--max-message-bytes must be at least 1, got {self.max_message_bytes}"
+            )
+        if not self.poll_timeout_seconds > 0:
+            raise ConfigError(f"the poll timeout must be positive, got {self.poll_timeout_seconds}")
 
     def consumer_config(self) -> dict[str, str | int | bool]:
         # Later keys win: the operator's own settings (self.kafka) override only what is listed

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from loginmetrics.aggregator.settings import AggregatorSettings
-from loginmetrics.cli import aggregate_command
+from loginmetrics.cli import aggregate_command, options
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.main import cli
 from loginmetrics.runtime.errors import ConfigError
@@ -147,7 +147,7 @@ def test_settings_refuse_a_too_short_lease() -> None:
 
 def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
     with pytest.raises(click.BadParameter, match="--lease-seconds"):
-        aggregate_command.aggregator_settings({}, "redis://x", WindowLayout(), "m", 10.0, 0.1)
+        options.build_aggregator_settings({}, "redis://x", WindowLayout(), "m", 10.0, 0.1)
 
 
 def test_settings_survive_the_trip_to_a_spawned_child() -> None:

@@ -7,6 +7,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli.config import (
     build_kafka_config,
     describe_kafka,
@@ -14,6 +15,9 @@ from loginmetrics.cli.config import (
     redact_url,
 )
 from loginmetrics.cli.main import cli
+from loginmetrics.cli.options import default
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.settings import WorkerSettings
 
 COMMANDS = ["print", "generate", "run", "worker", "aggregate"]
 KAFKA_ENV = ["KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_PASSWORD", "LOGINMETRICS_KAFKA_CONFIG"]
@@ -166,3 +170,28 @@ def test_kafka_config_pairs_become_librdkafka_settings() -> None:
 def test_a_redis_password_is_masked() -> None:
     assert redact_url(f"redis://user:{SECRET}@host:6380/2") == "redis://user:***@host:6380/2"
     assert redact_url("redis://localhost:6379/0") == "redis://localhost:6379/0"
+
+
+def test_a_settings_check_reaches_the_user_as_a_bad_parameter() -> None:
+    result = CliRunner().invoke(
+        cli, ["worker", "--input-topic", "same", "--dlq-topic", "same"], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "--dlq-topic must differ from --input-topic" in result.output
+
+
+def test_every_default_shown_comes_from_the_settings_that_own_it() -> None:
+    worker = WorkerSettings(kafka={}, redis_url="redis://x")
+    aggregator = AggregatorSettings(kafka={}, redis_url="redis://x")
+    help_text = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
+    for value in (
+        worker.input_topic,
+        worker.dlq_topic,
+        worker.group_id,
+        worker.batch_size,
+        aggregator.metrics_topic,
+        aggregator.lease_seconds,
+        WindowLayout().window_seconds,
+    ):
+        assert f"default: {value}" in help_text
+    assert default(WindowLayout, "prefix") == WindowLayout().prefix

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.settings import WorkerSettings
 
@@ -83,3 +84,18 @@ def test_settings_survive_the_trip_to_a_child_process() -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings().group_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"input_topic": " "}, "--input-topic"),
+        ({"dlq_topic": ""}, "--dlq-topic"),
+        ({"dlq_topic": "user-login"}, "must differ"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"max_message_bytes": 0}, "--max-message-bytes"),
+    ],
+)
+def test_settings_check_themselves(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings(**changes)
