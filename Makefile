@@ -36,7 +36,7 @@ lock: $(VENV)/.installed
 stack-up: install
 	bash stack/kafka.sh start
 	bash stack/redis.sh start
-	$(PYTHON) stack/create_topics.py
+	$(VENV)/bin/loginmetrics topics create $(if $(filter-out 1,$(KAFKA_NODES)),--replication-factor 3 --min-insync-replicas 2)
 
 stack-down:
 	bash stack/kafka.sh stop

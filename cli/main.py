@@ -9,6 +9,7 @@ from loginmetrics.cli.generate_command import generate
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.print_command import print_messages
 from loginmetrics.cli.run_command import run
+from loginmetrics.cli.topics_command import topics
 from loginmetrics.cli.worker_command import worker
 
 
@@ -58,6 +59,7 @@ cli.add_command(print_messages)
 cli.add_command(generate)
 cli.add_command(run)
 cli.add_command(aggregate)
+cli.add_command(topics)
 
 
 def main() -> None:
