@@ -29,7 +29,7 @@ install: $(VENV)/.installed
 # Refresh the lock from pyproject.toml's ranges (newest versions that fit), then reinstall.
 lock: $(VENV)/.installed
 	$(PYTHON) -m pip install -q pip-tools
-	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --strip-extras --no-emit-index-url \
+	$(VENV)/bin/pip-compile --quiet --upgrade --extra dev --extra bench --strip-extras --no-emit-index-url \
 		--no-emit-find-links --output-file constraints.txt pyproject.toml
 	$(MAKE) --no-print-directory install
 
@@ -55,4 +55,5 @@ run: install stack-up
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash stack/run-demo.sh
 
 bench: install stack-up
+	$(PYTHON) -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	$(PYTHON) -m bench

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import freshness, memory, throughput
+from bench import freshness, memory, sketch, throughput
 
 
 def main() -> None:
@@ -10,6 +10,8 @@ def main() -> None:
         throughput.summary_line(throughput.main(["--messages", "300000", "--repeat", "3"])),
         freshness.summary_line(freshness.main(["--rate", "20000", "--seconds", "30"])),
         memory.summary_line(memory.main(["--users", "300000", "--window", "20"])),
+        "sketch: datasketch HLL {datasketch_us_per_message:.2f} us/msg vs worker fold "
+        "{fold_us_per_message:.2f} us/msg ({ratio:.1f}x)".format(**sketch.main([])),
     ]
     print("\n".join(["", "summary:", *summaries]))
 

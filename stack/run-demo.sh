@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline on the local stack: generator, 2 worker processes and the aggregator in
-# the background (logs in .stack/run/), live metric events in the foreground. Ctrl-C stops
-# all of it. Expects the stack to be up (make run does that first).
+# the background (logs in .stack/run/), live metric events in the foreground: a table on a
+# terminal, JSON lines when piped. Ctrl-C stops all of it. Expects the stack to be up and
+# `loginmetrics` on PATH (make run does both first).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,4 +43,8 @@ start_background aggregator loginmetrics aggregate
 start_background generator loginmetrics generate
 echo "run-demo: generator, 2 workers and aggregator running (logs in $LOGS)." >&2
 echo "run-demo: a metric event appears every emit interval (10 s by default); Ctrl-C stops." >&2
-loginmetrics print --topic metric-event
+if [[ -t 1 ]]; then
+    loginmetrics print --topic metric-event --table
+else
+    loginmetrics print --topic metric-event
+fi
