@@ -27,7 +27,7 @@ def run_aggregator(settings: AggregatorSettings, stop: threading.Event) -> None:
             settings.producer_config(), settings.kafka, f"loginmetrics-aggregator-{os.getpid()}"
         )
     )
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.redis_sentinel)
     try:
         lease = AggregatorLease(client, settings.layout, settings.lease_seconds)
         reader = WindowReader(client, settings.layout)

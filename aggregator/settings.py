@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loginmetrics.runtime import defaults
+from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.window.errors import WindowConfigError
@@ -22,6 +23,8 @@ class AggregatorSettings:
     # librdkafka settings shared by every client: bootstrap servers and security; may hold secrets.
     kafka: Mapping[str, str]
     redis_url: str
+    # Set: find the Redis primary through Sentinel (redis_url then gives db, user, password, TLS).
+    redis_sentinel: SentinelConfig | None = None
     layout: WindowLayout = field(default_factory=WindowLayout)
     metrics_topic: str = defaults.METRICS_TOPIC
     emit_interval_seconds: float = 10.0

@@ -12,8 +12,9 @@ from loginmetrics.aggregator.process import run_aggregator_in_foreground
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli import options
 from loginmetrics.cli.broker import require_topics
-from loginmetrics.cli.config import describe_kafka, redact_url
-from loginmetrics.cli.preflight import require_redis
+from loginmetrics.cli.config import describe_kafka
+from loginmetrics.cli.preflight import describe_redis, require_redis
+from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.window import WindowLayout
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
     logger.info(
         "aggregator: Redis %s (prefix %s), window %d s in %d s buckets, a metric event every "
         "%g s to %s, lease %g s; Kafka: %s",
-        redact_url(settings.redis_url),
+        describe_redis(settings.redis_url, settings.redis_sentinel),
         layout.prefix,
         layout.window_seconds,
         layout.bucket_seconds,
@@ -38,7 +39,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 
 @click.command()
 @options.kafka_connection
-@options.redis_url
+@options.redis_connection
 @options.window_layout
 @options.metrics_topic
 @options.emit_interval
@@ -46,6 +47,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 def aggregate(
     kafka: dict[str, str],
     redis_url: str,
+    redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
     metrics_topic: str,
     emit_interval: float,
@@ -65,9 +67,9 @@ def aggregate(
     the lease and exits 0.
     """
     settings = options.build_aggregator_settings(
-        kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
+        kafka, redis_url, redis_sentinel, layout, metrics_topic, emit_interval, lease_seconds
     )
     require_topics(kafka, [settings.metrics_topic])
-    require_redis(redis_url)
+    require_redis(redis_url, redis_sentinel)
     log_aggregator_startup(settings)
     sys.exit(run_aggregator_in_foreground(settings))

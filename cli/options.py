@@ -16,6 +16,7 @@ import click
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli.config import build_kafka_config
 from loginmetrics.runtime import defaults
+from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.settings import WorkerSettings
@@ -124,12 +125,64 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
-redis_url = _option(
-    "--redis-url",
-    envvar="REDIS_URL",
-    default=defaults.REDIS_URL,
-    help="Redis of the shared window; redis://:PASSWORD@host:port/db, rediss:// for TLS.",
-)
+def redis_connection(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the Redis options and hands the command ``redis_url`` and ``redis_sentinel``
+    (a ``SentinelConfig``, or None to connect to ``--redis-url`` directly)."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        redis_sentinel: str | None,
+        redis_sentinel_master: str,
+        redis_sentinel_password: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        sentinel = None
+        if redis_sentinel:
+            with bad_parameters():
+                sentinel = SentinelConfig(
+                    parse_addresses(redis_sentinel),
+                    redis_sentinel_master,
+                    redis_sentinel_password or None,
+                )
+        kwargs["redis_sentinel"] = sentinel
+        return command(*args, **kwargs)
+
+    return _apply(
+        [
+            _option(
+                "--redis-url",
+                envvar="REDIS_URL",
+                default=defaults.REDIS_URL,
+                help="Redis of the shared window; redis://[user]:PASSWORD@host:port/db, "
+                "rediss:// for TLS. With --redis-sentinel only its user, password, db and TLS "
+                "are used.",
+            ),
+            _option(
+                "--redis-sentinel",
+                envvar="LOGINMETRICS_REDIS_SENTINEL",
+                default=None,
+                metavar="HOST:PORT[,HOST:PORT...]",
+                help="Find the Redis primary through these Sentinels (and follow failovers).",
+            ),
+            _option(
+                "--redis-sentinel-master",
+                envvar="LOGINMETRICS_REDIS_SENTINEL_MASTER",
+                default=defaults.REDIS_SENTINEL_MASTER,
+                help="The name the Sentinels monitor the primary under.",
+            ),
+            _option(
+                "--redis-sentinel-password",
+                envvar="LOGINMETRICS_REDIS_SENTINEL_PASSWORD",
+                default=None,
+                show_default=False,
+                help="Password of the Sentinels themselves (the primary's is in --redis-url); "
+                "prefer the environment variable. Never logged.",
+            ),
+        ],
+        wrapper,
+    )
+
 
 input_topic = _option(
     "--input-topic",
@@ -248,6 +301,7 @@ def bad_parameters() -> Iterator[None]:
 def build_worker_settings(
     kafka: Mapping[str, str],
     redis_url: str,
+    redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
     input_topic: str,
     dlq_topic: str,
@@ -260,6 +314,7 @@ def build_worker_settings(
         return WorkerSettings(
             kafka=dict(kafka),
             redis_url=redis_url,
+            redis_sentinel=redis_sentinel,
             layout=layout,
             input_topic=input_topic,
             dlq_topic=dlq_topic,
@@ -272,6 +327,7 @@ def build_worker_settings(
 def build_aggregator_settings(
     kafka: Mapping[str, str],
     redis_url: str,
+    redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
     metrics_topic: str,
     emit_interval: float,
@@ -282,6 +338,7 @@ def build_aggregator_settings(
         return AggregatorSettings(
             kafka=dict(kafka),
             redis_url=redis_url,
+            redis_sentinel=redis_sentinel,
             layout=layout,
             metrics_topic=metrics_topic,
             emit_interval_seconds=emit_interval,

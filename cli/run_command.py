@@ -15,6 +15,7 @@ from loginmetrics.cli.broker import require_topics
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.preflight import require_redis
 from loginmetrics.cli.worker_command import log_worker_startup
+from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.supervisor import ChildSpec, Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
@@ -24,7 +25,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 
 @click.command()
 @options.kafka_connection
-@options.redis_url
+@options.redis_connection
 @options.window_layout
 @options.input_topic
 @options.metrics_topic
@@ -40,6 +41,7 @@ def run(
     logs: LogSettings,
     kafka: dict[str, str],
     redis_url: str,
+    redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
     input_topic: str,
     metrics_topic: str,
@@ -59,13 +61,21 @@ def run(
     `loginmetrics print --table` and feed it with `loginmetrics generate`.
     """
     worker = options.build_worker_settings(
-        kafka, redis_url, layout, input_topic, dlq_topic, group_id, batch_size, max_message_bytes
+        kafka,
+        redis_url,
+        redis_sentinel,
+        layout,
+        input_topic,
+        dlq_topic,
+        group_id,
+        batch_size,
+        max_message_bytes,
     )
     aggregator = options.build_aggregator_settings(
-        kafka, redis_url, layout, metrics_topic, emit_interval, lease_seconds
+        kafka, redis_url, redis_sentinel, layout, metrics_topic, emit_interval, lease_seconds
     )
     require_topics(kafka, [input_topic, dlq_topic, metrics_topic])
-    require_redis(redis_url)
+    require_redis(redis_url, redis_sentinel)
     log_worker_startup(worker, processes)
     log_aggregator_startup(aggregator)
     specs = [

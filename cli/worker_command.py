@@ -9,9 +9,10 @@ import click
 
 from loginmetrics.cli import options
 from loginmetrics.cli.broker import require_topics
-from loginmetrics.cli.config import describe_kafka, redact_url
+from loginmetrics.cli.config import describe_kafka
 from loginmetrics.cli.logs import LogSettings
-from loginmetrics.cli.preflight import require_redis
+from loginmetrics.cli.preflight import describe_redis, require_redis
+from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.supervisor import Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @click.command()
 @options.kafka_connection
-@options.redis_url
+@options.redis_connection
 @options.window_layout
 @options.input_topic
 @options.dlq_topic
@@ -35,6 +36,7 @@ def worker(
     logs: LogSettings,
     kafka: dict[str, str],
     redis_url: str,
+    redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
     input_topic: str,
     dlq_topic: str,
@@ -52,10 +54,18 @@ def worker(
     restarted. SIGINT/SIGTERM finishes the current batches and exits 0.
     """
     settings = options.build_worker_settings(
-        kafka, redis_url, layout, input_topic, dlq_topic, group_id, batch_size, max_message_bytes
+        kafka,
+        redis_url,
+        redis_sentinel,
+        layout,
+        input_topic,
+        dlq_topic,
+        group_id,
+        batch_size,
+        max_message_bytes,
     )
     require_topics(kafka, [settings.input_topic, settings.dlq_topic])
-    require_redis(redis_url)
+    require_redis(redis_url, redis_sentinel)
     log_worker_startup(settings, processes)
     sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())
 
@@ -67,7 +77,7 @@ def log_worker_startup(settings: WorkerSettings, processes: int) -> None:
         processes,
         settings.group_id,
         settings.input_topic,
-        redact_url(settings.redis_url),
+        describe_redis(settings.redis_url, settings.redis_sentinel),
         settings.layout.prefix,
         settings.dlq_topic,
         describe_kafka(dict(settings.kafka)),

@@ -7,3 +7,5 @@ INPUT_TOPIC = "user-login"
 METRICS_TOPIC = "metric-event"
 DLQ_TOPIC = "dead-letter-queue"
 GROUP_ID = "loginmetrics"
+# The name Redis Sentinel monitors the primary under (Sentinel's own example name).
+REDIS_SENTINEL_MASTER = "mymaster"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs Debian's redis-server on 127.0.0.1:6379 for local runs and tests: daemonized, no
-# persistence, pid/log/working dir in .stack/redis/. Installs redis-server with apt if missing.
-# REDIS_PORT and REDIS_STATE_DIR override the port and that directory, so tests can run a
-# private server of their own (and stop it) beside the shared one.
+# Runs Debian's redis-server on 127.0.0.1:6379 for local runs and tests: daemonized, durable
+# the way production must be (AOF, fsync every second, noeviction: the applied offsets and the
+# open buckets are state, not cache), pid/log/AOF in .stack/redis/. Installs redis-server with
+# apt if missing. REDIS_PORT and REDIS_STATE_DIR override the port and that directory, so tests
+# can run a private server of their own (and stop it) beside the shared one; REDIS_ARGS adds
+# server arguments (e.g. "--replicaof 127.0.0.1 6390" for a replica).
 #
 #   bash stack/redis.sh start   # idempotent; returns once PING answers
 #   bash stack/redis.sh stop    # stops the server this checkout started, waits for it to exit
@@ -46,10 +48,12 @@ start() {
     fi
     mkdir -p "$STATE"
     rm -f "$PID_FILE"
-    # save "" / appendonly no: a scratch server, nothing is written to disk.
+    # No RDB snapshots: the AOF alone restores every acknowledged write (but the last second's).
+    # shellcheck disable=SC2086 # REDIS_ARGS is a list of arguments
     redis-server --bind 127.0.0.1 --port "$PORT" --daemonize yes \
         --pidfile "$PID_FILE" --logfile "$STATE/redis.log" --dir "$STATE" \
-        --save "" --appendonly no
+        --save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+        ${REDIS_ARGS:-}
     local deadline=$((SECONDS + TIMEOUT))
     until answers; do
         if ((SECONDS >= deadline)); then

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loginmetrics.runtime import defaults
+from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
@@ -16,6 +17,8 @@ class WorkerSettings:
     # librdkafka settings shared by every client: bootstrap servers and security; may hold secrets.
     kafka: Mapping[str, str]
     redis_url: str
+    # Set: find the Redis primary through Sentinel (redis_url then gives db, user, password, TLS).
+    redis_sentinel: SentinelConfig | None = None
     layout: WindowLayout = field(default_factory=WindowLayout)
     input_topic: str = defaults.INPUT_TOPIC
     dlq_topic: str = defaults.DLQ_TOPIC

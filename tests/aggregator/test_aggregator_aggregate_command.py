@@ -30,7 +30,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[AggregatorSettings]:
     monkeypatch.setattr(aggregate_command, "run_aggregator_in_foreground", fake_run)
     # No broker or Redis here: the startup checks are tested with `run`'s.
     monkeypatch.setattr(aggregate_command, "require_topics", lambda _kafka, _topics: None)
-    monkeypatch.setattr(aggregate_command, "require_redis", lambda _url: None)
+    monkeypatch.setattr(aggregate_command, "require_redis", lambda _url, _sentinel: None)
     # The group configures the root logger; keep pytest's capture handler in place instead.
     monkeypatch.setattr(LogSettings, "configure", lambda self: None)
     return runs
@@ -147,7 +147,7 @@ def test_settings_refuse_a_too_short_lease() -> None:
 
 def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
     with pytest.raises(click.BadParameter, match="--lease-seconds"):
-        options.build_aggregator_settings({}, "redis://x", WindowLayout(), "m", 10.0, 0.1)
+        options.build_aggregator_settings({}, "redis://x", None, WindowLayout(), "m", 10.0, 0.1)
 
 
 def test_settings_survive_the_trip_to_a_spawned_child() -> None:

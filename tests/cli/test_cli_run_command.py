@@ -46,7 +46,7 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[FakeSupervisor]:
 
     monkeypatch.setattr(run_command, "Supervisor", make)
     monkeypatch.setattr(run_command, "require_topics", lambda _kafka, topics: checks.extend(topics))
-    monkeypatch.setattr(run_command, "require_redis", lambda url: checks.append(url))
+    monkeypatch.setattr(run_command, "require_redis", lambda url, _sentinel: checks.append(url))
     monkeypatch.setattr(LogSettings, "configure", lambda self: None)
     return made
 
