@@ -165,7 +165,7 @@ def loginmetrics(
     """Run `loginmetrics ARGS` in its own session; SIGTERM it afterwards and check it exits 0."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", "loginmetrics", *args],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -24,7 +24,7 @@ def loginmetrics(
     bootstrap: str, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "loginmetrics", *args],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
         capture_output=True,
         text=True,
@@ -106,7 +106,7 @@ def test_ctrl_c_stops_at_the_rate_flushes_and_sums_up(
 ) -> None:
     topic = new_topic(1)
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "generate", "--topic", topic, "--rate", "20"],
+        [sys.executable, "-m", "loginmetrics", "generate", "--topic", topic, "--rate", "20"],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
         stderr=subprocess.PIPE,
         text=True,

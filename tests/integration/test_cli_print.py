@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def print_command(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", "print", *args],
+        [sys.executable, "-m", "loginmetrics", "print", *args],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def test_without_from_beginning_only_new_messages_are_printed(
     topic = new_topic(2)
     produce(kafka_bootstrap, topic, [(b"old", b'{"old": true}')] * 10)
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "print", "--topic", topic, "--max-messages", "1"],
+        [sys.executable, "-m", "loginmetrics", "print", "--topic", topic, "--max-messages", "1"],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,7 +124,7 @@ def test_a_missing_topic_is_an_error_saying_how_to_create_it(kafka_bootstrap: st
 
 def test_ctrl_c_exits_0_quietly(kafka_bootstrap: str, new_topic: Callable[..., str]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "print", "--topic", new_topic(1)],
+        [sys.executable, "-m", "loginmetrics", "print", "--topic", new_topic(1)],
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
