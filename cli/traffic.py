@@ -1,13 +1,16 @@
-"""Login traffic for ``loginmetrics generate``: the original generator's events, plus user pools
-and deliberately invalid messages for load tests. Pure: every random draw comes from one seeded
-``random.Random``, the time from an injected clock."""
+"""Login traffic for ``loginmetrics generate``, the tests and the benchmarks: the original
+generator's events, plus user pools, other value mixes and deliberately invalid messages. Pure:
+every random draw comes from one seeded ``random.Random``, the time from an injected clock."""
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from math import gcd
 from typing import Any
 
 import msgspec
@@ -32,9 +35,46 @@ _VARIANT_RFC4122 = bytes((b & 0x3F) | 0x80 for b in range(256))
 _DIGIT_SLOTS = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]
 UUID_BATCH = 1024
 _OCTET = tuple(str(n) for n in range(256))
-_DEVICE_JSON = {name: f',"device_type":"{name}"' for name in DEVICE_TYPES}
+# The pool walk's step: the first number from here that is coprime with the pool size.
+_STRIDE_FROM = 7919
 
 _encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class ValueMix:
+    """The values of a login's fields that are drawn from a list, each value equally likely;
+    device_type is left out of ``missing_device_type`` of the logins."""
+
+    versions: tuple[str, ...] = (APP_VERSION,)
+    locales: tuple[str, ...] = US_STATES
+    device_types: tuple[str, ...] = DEVICE_TYPES
+    missing_device_type: float = MISSING_DEVICE_TYPE_RATIO
+
+    def __post_init__(self) -> None:
+        for name in ("versions", "locales", "device_types"):
+            values: tuple[str, ...] = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must not be empty")
+            for value in values:
+                # The fast encoding writes values between quotes as they are.
+                if not value or _encode(value) != f'"{value}"'.encode():
+                    raise ValueError(f"{name}: {value!r} is empty or needs escaping in JSON")
+        if not 0.0 <= self.missing_device_type < 1.0:
+            raise ValueError(
+                f"missing_device_type must be in [0, 1), got {self.missing_device_type}"
+            )
+
+
+ORIGINAL = ValueMix()
+# Several values in every distribution and no login left without device_type, so invalid
+# messages are exactly the planned ones: the tests' and the benchmarks' traffic.
+VARIED = ValueMix(
+    versions=("2.3.0", "2.4.1", "3.0.0"),
+    locales=("TX", "OH", "CA", "NY", "LA", "WA", "FL"),
+    device_types=("android", "iOS", "web"),
+    missing_device_type=0.0,
+)
 
 
 class InvalidKind(StrEnum):
@@ -61,7 +101,20 @@ EXPECTED_ERROR_CODE = {
     InvalidKind.WRONG_TYPE: "wrong_type",
     InvalidKind.EMPTY_VALUE: "empty_value",
 }
+MISSING_DEVICE_TYPE_CODE = "missing_fields"
 _INVALID_KINDS = tuple(InvalidKind)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """One message and what it must do to the window, known by construction: counted as
+    ``event`` (``code`` None) or dead-lettered with ``code``; ``kind`` names what was meant."""
+
+    key: bytes | None
+    value: bytes | None
+    code: str | None = None
+    event: dict[str, Any] | None = None
+    kind: str = "login"
 
 
 def uuid4_batch(rng: random.Random, count: int) -> list[str]:
@@ -81,7 +134,11 @@ def uuid4_batch(rng: random.Random, count: int) -> list[str]:
 class LoginTraffic:
     """An endless stream of ``(key, value)`` login messages; the key is the user id.
 
-    The same seed (and clock) gives the same stream, however it is read.
+    Deliberately invalid messages come at random (``invalid_ratio``, kinds drawn at random) or
+    as every ``invalid_every``-th message (kinds in turn). With ``cover_users`` the pool of
+    ``users`` is walked with a fixed stride instead of drawn from, so any ``users`` consecutive
+    logins hold every user once. ``next_planned`` gives the same stream with what each message
+    must do to the window. The same seed (and clock) gives the same stream, however it is read.
     """
 
     def __init__(
@@ -90,16 +147,38 @@ class LoginTraffic:
         users: int | None = None,
         invalid_ratio: float = 0.0,
         clock: Callable[[], float] = time.time,
+        *,
+        mix: ValueMix = ORIGINAL,
+        invalid_every: int = 0,
+        cover_users: bool = False,
     ) -> None:
         if users is not None and users < 1:
             raise ValueError(f"users must be at least 1, got {users}")
         if not 0.0 <= invalid_ratio <= 1.0:
             raise ValueError(f"invalid_ratio must be between 0 and 1, got {invalid_ratio}")
+        if invalid_every < 0 or (invalid_every and invalid_ratio):
+            raise ValueError("invalid_every is a count of 0 or more, and excludes invalid_ratio")
+        if cover_users and users is None:
+            raise ValueError("cover_users walks a pool: it needs users")
         self._rng = random.Random(seed)
         self._clock = clock
         self._invalid_ratio = invalid_ratio
+        self._invalid_every = invalid_every
+        self._sent = 0
         self._uuids: list[str] = []
         self._pool = uuid4_batch(self._rng, users) if users else None
+        self._walk = 0
+        self._stride = next(s for s in range(_STRIDE_FROM, 2**31) if gcd(s, users or 1) == 1)
+        self._cover = cover_users
+        self._versions = mix.versions
+        self._locales = mix.locales
+        self._device_types = mix.device_types
+        self._missing_device_type = mix.missing_device_type
+        # One draw decides device_type: left out below missing_device_type, then equal shares.
+        share = (1.0 - mix.missing_device_type) / len(mix.device_types)
+        self._device_cuts = [
+            mix.missing_device_type + share * i for i in range(1, len(mix.device_types))
+        ]
 
     def uuid4(self) -> str:
         """The next random (version 4) UUID of the stream."""
@@ -108,60 +187,118 @@ class LoginTraffic:
         return self._uuids.pop()
 
     def user_id(self) -> str:
-        return self._rng.choice(self._pool) if self._pool else self.uuid4()
+        """A user of the pool (the next on the walk with ``cover_users``), else a fresh uuid4."""
+        pool = self._pool
+        if pool is None:
+            return self.uuid4()
+        if self._cover:
+            self._walk += 1
+            return pool[(self._walk * self._stride) % len(pool)]
+        return self._rng.choice(pool)
 
     def login_event(self) -> dict[str, Any]:
-        """One event as the original generator makes it, device_type left out in 5 %."""
-        user_id, ip, locale, device_id, timestamp, device_type = self._draw()
-        event: dict[str, Any] = {
-            "user_id": user_id,
-            "app_version": APP_VERSION,
-            "ip": ip,
-            "locale": locale,
-            "device_id": device_id,
-            "timestamp": timestamp,
-        }
-        if device_type is not None:
-            event["device_type"] = device_type
-        return event
+        """One event of the mix, device_type left out in ``missing_device_type`` of them."""
+        return _event(*self._draw(self.user_id()))
 
     def next_message(self) -> tuple[bytes, bytes]:
-        """The next ``(key, value)``: an invalid message with probability ``invalid_ratio``."""
-        if self._invalid_ratio and self._rng.random() < self._invalid_ratio:
-            return self.invalid_message(self._rng.choice(_INVALID_KINDS))
-        user_id, ip, locale, device_id, timestamp, device_type = self._draw()
-        # The encoding of login_event(), written out: every value is from a known alphabet
-        # (hex, digits, state codes), so nothing needs escaping, and it is twice as fast.
-        value = (
-            f'{{"user_id":"{user_id}","app_version":"{APP_VERSION}","ip":"{ip}",'
-            f'"locale":"{locale}","device_id":"{device_id}","timestamp":{timestamp}'
-            f"{_DEVICE_JSON[device_type] if device_type else ''}}}"
-        )
-        return user_id.encode(), value.encode()
+        """The next ``(key, value)``."""
+        if self._invalid_every or self._invalid_ratio:  # a test of two floats: the fast path
+            kind = self._invalid_kind()
+            if kind is not None:
+                return self.invalid_message(kind)
+        login = self._draw(self.user_id())
+        return login[0].encode(), _login_json(*login)
 
     def messages(self, count: int) -> list[tuple[bytes, bytes]]:
         return [self.next_message() for _ in range(count)]
 
+    def next_planned(self) -> PlannedMessage:
+        """The next message, as ``next_message`` would give it, with what it must do."""
+        kind = self._invalid_kind()
+        if kind is not None:
+            key, value = self.invalid_message(kind)
+            return PlannedMessage(key, value, EXPECTED_ERROR_CODE[kind], None, kind.value)
+        login = self._draw(self.user_id())
+        key, value = login[0].encode(), _login_json(*login)
+        if login[-1] is None:
+            return PlannedMessage(key, value, MISSING_DEVICE_TYPE_CODE, None, "no_device_type")
+        return PlannedMessage(key, value, None, _event(*login))
+
+    def plan(self, count: int) -> list[PlannedMessage]:
+        return [self.next_planned() for _ in range(count)]
+
     def invalid_message(self, kind: InvalidKind) -> tuple[bytes, bytes]:
-        event = self.login_event()
-        event.setdefault("device_type", self._rng.choice(DEVICE_TYPES))
+        """A message of ``kind``, from a login of a random user (the walk is for logins)."""
+        pool = self._pool
+        event = _event(*self._draw(self._rng.choice(pool) if pool else self.uuid4()))
+        event.setdefault("device_type", self._rng.choice(self._device_types))
         key = event["user_id"].encode()
         return key, _invalid_payload(kind, event, self._rng)
 
-    def _draw(self) -> tuple[str, str, str, str, int, str | None]:
+    def _invalid_kind(self) -> InvalidKind | None:
+        """Whether the next message is a deliberately invalid one, and of which kind."""
+        if self._invalid_every:
+            self._sent += 1
+            laps, position = divmod(self._sent, self._invalid_every)
+            return _INVALID_KINDS[(laps - 1) % len(_INVALID_KINDS)] if position == 0 else None
+        if self._invalid_ratio and self._rng.random() < self._invalid_ratio:
+            return self._rng.choice(_INVALID_KINDS)
+        return None
+
+    def _draw(self, user_id: str) -> tuple[str, str, str, str, str, int, str | None]:
         rng = self._rng
-        user_id = self.user_id()
+        versions = self._versions
+        version = versions[0] if len(versions) == 1 else rng.choice(versions)
         octets = rng.randbytes(4)
         ip = f"{_OCTET[octets[0]]}.{_OCTET[octets[1]]}.{_OCTET[octets[2]]}.{_OCTET[octets[3]]}"
-        locale = rng.choice(US_STATES)
-        # One draw decides both: left out below 5 %, then android and iOS in equal halves.
+        locale = rng.choice(self._locales)
         device = rng.random()
         device_type = (
             None
-            if device < MISSING_DEVICE_TYPE_RATIO
-            else DEVICE_TYPES[device >= (1 + MISSING_DEVICE_TYPE_RATIO) / 2]
+            if device < self._missing_device_type
+            else self._device_types[bisect.bisect(self._device_cuts, device)]
         )
-        return user_id, ip, locale, self.uuid4(), int(self._clock()), device_type
+        return user_id, version, ip, locale, self.uuid4(), int(self._clock()), device_type
+
+
+def _event(
+    user_id: str,
+    version: str,
+    ip: str,
+    locale: str,
+    device_id: str,
+    timestamp: int,
+    device_type: str | None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "user_id": user_id,
+        "app_version": version,
+        "ip": ip,
+        "locale": locale,
+        "device_id": device_id,
+        "timestamp": timestamp,
+    }
+    if device_type is not None:
+        event["device_type"] = device_type
+    return event
+
+
+def _login_json(
+    user_id: str,
+    version: str,
+    ip: str,
+    locale: str,
+    device_id: str,
+    timestamp: int,
+    device_type: str | None,
+) -> bytes:
+    """The JSON of ``_event()``, written out: every value is from a known alphabet (hex,
+    digits, the mix's checked values), so nothing needs escaping, and it is twice as fast."""
+    device = f',"device_type":"{device_type}"' if device_type else ""
+    return (
+        f'{{"user_id":"{user_id}","app_version":"{version}","ip":"{ip}",'
+        f'"locale":"{locale}","device_id":"{device_id}","timestamp":{timestamp}{device}}}'
+    ).encode()
 
 
 def _invalid_payload(kind: InvalidKind, event: dict[str, Any], rng: random.Random) -> bytes:

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from loginmetrics.cli.traffic import (
     EXPECTED_ERROR_CODE,
     US_STATES,
+    VARIED,
     InvalidKind,
     LoginTraffic,
+    ValueMix,
     uuid4_batch,
 )
 from loginmetrics.worker.validation import LoginEvent, Rejection, validate
@@ -179,3 +181,79 @@ def _outcome(value: bytes) -> str:
         return "valid"
     assert isinstance(result, Rejection)
     return result.code.value
+
+
+def test_a_mix_sets_the_values_drawn_and_the_default_is_the_original_generators() -> None:
+    mixed = [
+        json.loads(value)
+        for _, value in LoginTraffic(1, mix=VARIED, clock=lambda: FIXED_CLOCK).messages(3_000)
+    ]
+
+    assert {e["app_version"] for e in mixed} == set(VARIED.versions)
+    assert {e["locale"] for e in mixed} == set(VARIED.locales)
+    assert Counter(e["device_type"] for e in mixed).keys() == set(VARIED.device_types)
+    assert traffic(seed=1).messages(500) == LoginTraffic(
+        1, mix=ValueMix(), clock=lambda: FIXED_CLOCK
+    ).messages(500)
+
+
+def test_a_mix_refuses_values_the_fast_encoding_would_garble() -> None:
+    with pytest.raises(ValueError, match="escaping"):
+        ValueMix(locales=('say "hi"',))
+    with pytest.raises(ValueError, match="empty"):
+        ValueMix(device_types=())
+    with pytest.raises(ValueError, match="missing_device_type"):
+        ValueMix(missing_device_type=1.0)
+
+
+def test_invalid_every_places_every_kind_in_turn_at_that_spacing() -> None:
+    source = LoginTraffic(3, users=10, mix=VARIED, invalid_every=4)
+
+    outcomes = [_outcome(value) for _, value in source.messages(4 * 2 * len(InvalidKind))]
+
+    for n, outcome in enumerate(outcomes):
+        if n % 4 == 3:
+            kind = list(InvalidKind)[(n // 4) % len(InvalidKind)]
+            assert outcome == EXPECTED_ERROR_CODE[kind], n
+        else:
+            assert outcome == "valid", n
+
+
+def test_the_plan_is_the_stream_with_what_each_message_must_do() -> None:
+    def make() -> LoginTraffic:
+        return LoginTraffic(8, users=30, invalid_ratio=0.2, clock=lambda: FIXED_CLOCK)
+
+    plan = make().plan(3_000)
+
+    assert [(p.key, p.value) for p in plan] == make().messages(3_000)
+    kinds = Counter(p.kind for p in plan)
+    assert kinds["no_device_type"] > 0
+    assert set(kinds) == {"login", "no_device_type", *InvalidKind}
+    for planned in plan:
+        assert planned.value is not None
+        outcome = _outcome(planned.value)
+        if planned.code is None:
+            assert outcome == "valid"
+            assert planned.event == json.loads(planned.value)
+        else:
+            assert (outcome, planned.event) == (planned.code, None)
+
+
+def test_cover_users_walks_the_whole_pool_once_per_lap() -> None:
+    users = 97
+    source = LoginTraffic(4, users=users, mix=VARIED, invalid_every=5, cover_users=True)
+
+    logins = [p.event["user_id"] for p in source.plan(5 * users) if p.event is not None]
+
+    assert len(logins) == 4 * users
+    for lap in range(4):
+        assert len(set(logins[lap * users : (lap + 1) * users])) == users
+
+
+def test_bad_spacing_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid_every"):
+        LoginTraffic(invalid_every=-1)
+    with pytest.raises(ValueError, match="invalid_every"):
+        LoginTraffic(invalid_every=10, invalid_ratio=0.1)
+    with pytest.raises(ValueError, match="cover_users"):
+        LoginTraffic(cover_users=True)
