@@ -13,5 +13,9 @@ RUN pip install -c constraints.txt . \
     && useradd --create-home --uid 10001 loginmetrics
 
 USER loginmetrics
+# `loginmetrics health` checks /healthz of this container's process on LOGINMETRICS_METRICS_PORT.
+# Kubernetes ignores HEALTHCHECK and uses the probes of deploy/k8s instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["loginmetrics", "health"]
 ENTRYPOINT ["loginmetrics"]
 CMD ["--help"]
