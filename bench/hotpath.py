@@ -28,9 +28,9 @@ from bench.stack import (
 )
 from bench.stream import LoginPayloads
 from loginmetrics.window import WindowLayout, WindowWriter
+from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.fold import fold_batch
 from loginmetrics.worker.settings import WorkerSettings
-from loginmetrics.worker.window_consumer import WindowConsumer
 
 PARTITIONS = 4
 
@@ -92,14 +92,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         producer = Producer(settings.dlq_producer_config())
         writer = WindowWriter(client, settings.layout, settings.input_topic)
-        worker = WindowConsumer(settings, consumer, producer, writer, threading.Event())
-        worker._applied = dict.fromkeys(range(PARTITIONS))  # as if just assigned, nothing applied
+        worker = ConsumerShell(settings, consumer, producer, writer, threading.Event())
+        worker.batch.assigned(dict.fromkeys(range(PARTITIONS)))  # as if just assigned, none applied
         profile = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         if profile:
             profile.enable()
         for records in batches:
-            worker.process(records)
+            worker.batch.step(records)
         if profile:
             profile.disable()
         process_seconds = time.perf_counter() - started

@@ -13,6 +13,9 @@ from types import FrameType
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
+# A child that exits with this hit an error no restart can fix (sysexits.h EX_CONFIG): the
+# supervisor does not restart it, stops the others and exits with it.
+EXIT_FATAL = 78
 EXIT_FORCED = 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
+from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import start_supervised_child
 from loginmetrics.runtime.supervisor import ChildSpec
 from loginmetrics.window import WindowWriter
+from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.settings import WorkerSettings
-from loginmetrics.worker.window_consumer import WindowConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def worker_specs(settings: WorkerSettings, processes: int) -> list[ChildSpec]:
 def run_worker_process(
     settings: WorkerSettings, index: int, initializer: Callable[[], None] | None = None
 ) -> None:
-    """Run until SIGTERM: finish the current batch, commit, leave the group, exit 0."""
+    """Run until SIGTERM: finish the current batch, commit, leave the group, exit 0. A Redis
+    error that will not heal exits with ``EXIT_FATAL`` after one ERROR line."""
     stop = start_supervised_child(initializer)
     client_id = f"loginmetrics-worker-{index}-{os.getpid()}"
     consumer = Consumer(kafka_client_config(settings.consumer_config(), settings.kafka, client_id))
@@ -38,4 +40,5 @@ def run_worker_process(
     )
     writer = WindowWriter(redis_client(settings.redis_url), settings.layout, settings.input_topic)
     logger.info("worker %d started (pid %d)", index, os.getpid())
-    WindowConsumer(settings, consumer, producer, writer, stop).run()
+    with exit_when_fatal():
+        ConsumerShell(settings, consumer, producer, writer, stop).run()

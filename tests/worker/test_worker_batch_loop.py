@@ -1,0 +1,396 @@
+"""The worker's batch loop without a broker: a fake consumer and producer, the real apply script
+on fakeredis behind a writer that fails on demand, and a clock the test moves. Every test ends
+by checking the window against the stream's own ground truth."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import fakeredis
+import pytest
+import redis
+from confluent_kafka import KafkaError, KafkaException
+from redis.exceptions import NoPermissionError, OutOfMemoryError
+
+from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
+from loginmetrics.runtime.signals import EXIT_FATAL
+from loginmetrics.window import WindowLayout
+from loginmetrics.worker.consumer_shell import ConsumerShell
+from loginmetrics.worker.settings import WorkerSettings
+from tests.streams import login_stream
+from tests.worker.fake_kafka import FakeClock, FakeConsumer, FakeProducer, FlakyWriter
+
+TOPIC = "user-login"
+LAYOUT = WindowLayout(prefix="loop-test")
+SETTINGS = WorkerSettings(
+    kafka={"bootstrap.servers": "127.0.0.1:9"},
+    redis_url="redis://unused",
+    layout=LAYOUT,
+    input_topic=TOPIC,
+    dlq_topic="dlq",
+    batch_size=40,
+)
+Logs = dict[int, list[bytes | None]]
+
+
+@dataclass
+class Stream:
+    logs: Logs
+    valid: int
+    invalid: set[tuple[int, int]]  # (partition, offset) of every unusable message
+
+    @property
+    def total(self) -> int:
+        return sum(len(log) for log in self.logs.values())
+
+
+def make_stream(partitions: int = 2, count: int = 400) -> Stream:
+    """``count`` logins spread over ``partitions``, every 10th unusable."""
+    stream = login_stream(count, users=50, invalid_every=10)
+    logs: Logs = {p: [] for p in range(partitions)}
+    invalid: set[tuple[int, int]] = set()
+    for n, (_key, value) in enumerate(stream.messages):
+        log = logs[n % partitions]
+        if n % 10 == 9:
+            invalid.add((n % partitions, len(log)))
+        log.append(value)
+    assert len(invalid) == stream.truth.invalid
+    return Stream(logs, stream.truth.valid, invalid)
+
+
+class Worker:
+    """One worker's shell over the shared fakeredis, with its own consumer and producer."""
+
+    def __init__(self, client: redis.Redis, logs: Logs, clock: FakeClock) -> None:
+        self.clock = clock
+        self.consumer = FakeConsumer(TOPIC, logs, clock)
+        self.producer = FakeProducer(clock)
+        self.writer = FlakyWriter(client, clock, LAYOUT, TOPIC)
+        self.stop = threading.Event()
+        self.shell = ConsumerShell(
+            SETTINGS,
+            self.consumer,
+            self.producer,
+            self.writer,
+            self.stop,
+            clock=clock,
+            backoff=Backoff(jitter=lambda _low, _high: 1.0),
+            sleep=clock.advance,
+        )
+        self.shell.subscribe()
+
+    def run_until(self, done: Callable[[], bool], max_steps: int = 2_000) -> None:
+        for _ in range(max_steps):
+            if done():
+                return
+            self.shell.step()
+        raise AssertionError(f"not done after {max_steps} steps")
+
+    def drain(self, logs: Logs) -> None:
+        """Step until every owned partition is applied to its end."""
+
+        def applied_all() -> bool:
+            applied = self.shell.batch.applied
+            owned = self.consumer.positions
+            return (
+                bool(owned)
+                and not self.shell.batch.waiting
+                and all(applied.get(p) == len(logs[p]) - 1 for p in self.consumer.positions)
+            )
+
+        self.run_until(applied_all)
+
+    def letters(self) -> Counter[tuple[int, int]]:
+        sources: Counter[tuple[int, int]] = Counter()
+        for value in self.producer.delivered:
+            source = json.loads(value)["source"]
+            sources[(source["partition"], source["offset"])] += 1
+        return sources
+
+
+def window_counts(client: redis.Redis) -> tuple[int, int]:
+    """(valid, invalid) summed over every bucket the window holds."""
+    valid = invalid = 0
+    for key in client.scan_iter(match=f"{LAYOUT.bucket_key_prefix}*:counts"):
+        counts = client.hgetall(key)
+        valid += int(counts.get(b"valid", 0))
+        invalid += int(counts.get(b"invalid", 0))
+    return valid, invalid
+
+
+def assert_exact(client: redis.Redis, stream: Stream) -> None:
+    assert window_counts(client) == (stream.valid, len(stream.invalid))
+    stored = client.hgetall(LAYOUT.applied_offsets_key(TOPIC))
+    assert {int(p): int(o) for p, o in stored.items()} == {
+        p: len(log) - 1 for p, log in stream.logs.items()
+    }
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return fakeredis.FakeRedis()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_a_stream_is_applied_once_with_its_dead_letters(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.drain(stream.logs)
+
+    assert_exact(client, stream)
+    assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+    assert worker.consumer.committed == {p: len(log) for p, log in stream.logs.items()}
+    assert worker.shell.stats.messages == stream.total
+
+
+def test_redis_down_pauses_keeps_polling_and_resumes_by_itself(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.run_until(lambda: worker.shell.stats.messages >= 120)
+    committed = dict(worker.consumer.committed)
+    outage_end = clock() + 6.0
+    worker.writer.fail_for(6.0, redis.ConnectionError("Connection refused"))
+
+    worker.run_until(lambda: worker.writer.failed_calls > 0)
+    assert worker.consumer.paused == {0, 1}
+    worker.consumer.leak_once = True  # messages fetched before the pause arrive anyway
+    polls = worker.consumer.consume_calls
+    worker.run_until(lambda: clock() >= outage_end)
+    # Polled at least every 0.5 s while paused: the group keeps this member.
+    assert worker.consumer.consume_calls - polls >= 6.0 / 0.5 - 1
+    assert worker.consumer.consumes_while_paused >= 6.0 / 0.5 - 1
+    assert worker.consumer.paused == {0, 1}
+    assert worker.consumer.committed == committed, "nothing committed while Redis was down"
+    assert worker.writer.failed_calls >= 4, "retried with backoff"
+
+    worker.drain(stream.logs)
+    assert worker.consumer.paused == set()
+    assert_exact(client, stream)
+    assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+    assert "consumption paused" in caplog.text
+    assert "Redis is back after" in caplog.text
+
+
+def test_dead_letters_are_not_sent_again_when_only_the_apply_is_retried(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=40)  # one batch, four unusable messages
+    worker = Worker(client, stream.logs, clock)
+    worker.writer.fail_for(3.0, OutOfMemoryError("command not allowed"), reads=False)
+    worker.consumer.rebalance(assign=[0])
+    worker.drain(stream.logs)
+
+    assert worker.writer.failed_calls >= 3
+    assert worker.producer.produced == len(stream.invalid)
+    assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+    assert_exact(client, stream)
+
+
+def test_undelivered_dead_letters_hold_the_apply_and_only_they_are_sent_again(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=80)
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0])
+    worker.run_until(lambda: worker.shell.stats.batches == 1)
+    worker.producer.up = False
+    worker.run_until(lambda: worker.shell.batch.waiting)  # the broker timed the letters out
+    assert worker.consumer.paused == {0}
+    assert worker.writer.apply_calls == 1, "no apply before the dead letters are confirmed"
+    worker.producer.up = True
+    worker.drain(stream.logs)
+
+    assert worker.producer.produced == len(stream.invalid) + 4  # the second batch's four again
+    assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+    assert_exact(client, stream)
+
+
+def test_stop_during_a_dead_letter_flush_applies_and_commits_nothing(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=40)
+    worker = Worker(client, stream.logs, clock)
+    worker.producer.up = False
+    flushes = 0
+
+    def stop_on_third_flush() -> None:
+        nonlocal flushes
+        flushes += 1
+        if flushes == 3:
+            worker.stop.set()  # SIGTERM while the broker is away
+
+    worker.producer.on_flush = stop_on_third_flush
+    worker.consumer.rebalance(assign=[0])
+    worker.shell.run()
+
+    assert worker.consumer.closed
+    assert worker.writer.apply_calls == 0
+    assert window_counts(client) == (0, 0)
+    assert worker.consumer.committed == {}
+
+
+def test_a_rebalance_during_an_apply_retry_keeps_the_batch_exact(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.run_until(lambda: worker.shell.stats.messages >= 80)
+    # OOM refuses writes only: the reassignment can read the applied offsets meanwhile.
+    worker.writer.fail_for(4.0, OutOfMemoryError("command not allowed"), reads=False)
+    worker.run_until(lambda: worker.writer.failed_calls > 0)
+    worker.consumer.rebalance(revoke=[1], assign=[1])  # partition 1 leaves and comes back
+    worker.run_until(lambda: worker.writer.failed_calls > 2)
+    assert worker.consumer.paused == {0, 1}, "the returning partition is paused too"
+
+    worker.drain(stream.logs)
+    assert_exact(client, stream)
+    assert worker.shell.stats.refused_batches == 0
+    assert worker.consumer.paused == set()
+
+
+def test_a_partition_taken_over_during_the_retry_refuses_the_batch_and_rewinds_the_rest(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = make_stream()
+    ours = Worker(client, stream.logs, clock)
+    ours.consumer.rebalance(assign=[0, 1])
+    ours.run_until(lambda: ours.shell.stats.messages >= 80)
+    ours.writer.fail_for(3.0, redis.ConnectionError("Connection reset by peer"))
+    ours.run_until(lambda: ours.writer.failed_calls > 0)
+    pending_from = ours.consumer.committed[0]  # the pending batch starts here on partition 0
+    ours.consumer.rebalance(revoke=[1])
+    ours.run_until(lambda: 1 not in ours.consumer.positions)
+
+    # The new owner of partition 1 applies it all while our batch waits for Redis.
+    other = Worker(client, stream.logs, clock)
+    other.consumer.rebalance(assign=[1])
+    other.drain(stream.logs)
+
+    ours.drain(stream.logs)
+    assert ours.shell.stats.refused_batches == 1
+    assert (0, pending_from) in ours.consumer.seeks, "rewound to where the window is"
+    assert "window refused batch: partition 1" in caplog.text
+    assert_exact(client, stream)
+
+
+def test_a_refused_batch_rewinds_to_the_stored_offset(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=300)
+    zombie = Worker(client, stream.logs, clock)
+    zombie.consumer.rebalance(assign=[0])
+    zombie.run_until(lambda: 0 in zombie.consumer.positions)  # read offset None, nothing yet
+    owner = Worker(client, stream.logs, clock)
+    owner.consumer.rebalance(assign=[0])
+    owner.run_until(lambda: owner.shell.stats.messages >= 120)
+
+    # The zombie applied 0-39 when it was assigned; the owner went on from there to 159.
+    zombie.shell.step()
+    assert zombie.shell.stats.refused_batches == 1
+    assert zombie.shell.batch.applied == {0: 159}
+    assert zombie.consumer.seeks == [(0, 160)]
+    assert zombie.writer.apply_calls == 2
+
+    zombie.drain(stream.logs)  # the owner has gone: the zombie goes on from the window
+    assert_exact(client, stream)
+    assert zombie.shell.stats.messages + owner.shell.stats.messages == stream.total
+
+
+def test_a_rewind_the_consumer_refuses_is_retried_while_the_partition_is_ours(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = make_stream(partitions=1, count=300)
+    zombie = Worker(client, stream.logs, clock)
+    zombie.consumer.rebalance(assign=[0])
+    zombie.run_until(lambda: 0 in zombie.consumer.positions)
+    owner = Worker(client, stream.logs, clock)
+    owner.consumer.rebalance(assign=[0])
+    owner.run_until(lambda: owner.shell.stats.messages >= 120)
+
+    zombie.consumer.seek_errors.append(KafkaException(KafkaError(KafkaError._STATE)))
+    with caplog.at_level(logging.WARNING):
+        zombie.shell.step()
+    assert "could not rewind partition 0 to offset 160" in caplog.text
+    assert zombie.consumer.paused == {0}, "nothing is consumed from the wrong position"
+    assert zombie.shell.batch.waiting
+
+    zombie.drain(stream.logs)
+    assert zombie.consumer.seeks[0] == (0, 160)
+    assert_exact(client, stream)
+
+
+def test_assignment_waits_for_redis_without_polling(client: redis.Redis, clock: FakeClock) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    started = clock()
+    worker.writer.fail_for(3.0, redis.ConnectionError("Connection refused"))
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.shell.step()  # FakeConsumer fails any consume() from inside the callback
+
+    assert clock() - started >= 3.0
+    assert set(worker.consumer.positions) == {0, 1}
+    worker.drain(stream.logs)
+    assert_exact(client, stream)
+
+
+def test_a_redis_error_that_will_not_heal_exits_fatally_with_one_error_line(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = make_stream(partitions=1, count=40)
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0])
+    worker.shell.step()
+    worker.writer.fail_for(1e9, NoPermissionError("user has no permissions", status_code="NOPERM"))
+    stream.logs[0].extend(stream.logs[0][:5])
+
+    with pytest.raises(SystemExit) as exit_info, exit_when_fatal():
+        worker.shell.run()
+    assert exit_info.value.code == EXIT_FATAL
+    assert isinstance(exit_info.value.__context__, FatalRedisError)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "NOPERM" in errors[0].getMessage()
+    assert "ACL SETUSER" in errors[0].getMessage()
+    assert worker.consumer.closed
+    assert worker.consumer.committed == {0: 40}, "the five later messages are not committed"
+    assert window_counts(client) == (stream.valid, len(stream.invalid))
+
+
+def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.run_until(lambda: worker.shell.stats.messages >= 80)
+    # A replica promoted after the primary died: it lacks the primary's last writes.
+    snapshot = {key: client.dump(key) for key in client.scan_iter()}
+    worker.run_until(lambda: worker.shell.stats.messages >= 200)
+    client.flushall()
+    for key, value in snapshot.items():
+        assert value is not None
+        client.restore(key, 0, value)
+    # librdkafka refuses the first seek; the partition is still ours: it is tried again.
+    worker.consumer.seek_errors.append(KafkaException(KafkaError(KafkaError._STATE)))
+
+    worker.drain(stream.logs)
+    assert worker.shell.stats.refused_batches == 1
+    assert_exact(client, stream)

@@ -1,0 +1,297 @@
+"""The worker's batch step: fold a poll batch, confirm its dead letters, apply it to the window
+with a compare-and-set, advance the offsets. Work that must wait (Redis or the dead-letter topic
+away, a rewind the consumer refused) is kept as state and retried with backoff, paused."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+import redis
+from confluent_kafka import KafkaException
+
+from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.redis_errors import raise_if_fatal
+from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
+from loginmetrics.worker.dead_letter_sender import DeadLetterSender
+from loginmetrics.worker.fold import FoldedBatch, Record, RejectedRecord, fold_batch
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Applied = dict[int, int | None]  # partition -> last offset whose effect is in the window
+# fold_batch with the settings' size limits bound
+Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
+
+
+class Partitions(Protocol):
+    """What the step asks of the Kafka consumer (``worker.consumer_shell``)."""
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def seek(self, partition: int, offset: int) -> None: ...
+    def commit(self, applied: Mapping[int, int | None]) -> None: ...
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    messages: int = 0
+    valid: int = 0
+    invalid: int = 0
+    batches: int = 0
+    refused_batches: int = 0
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """A folded batch not applied yet. Its expected offsets were taken when it was folded: a
+    rebalance during a retry must not change them (the compare-and-set judges them)."""
+
+    folded: FoldedBatch
+    advances: list[PartitionAdvance]
+    undelivered: list[RejectedRecord]  # dead letters not confirmed by the broker yet
+    processed_at: datetime
+
+
+class _RetryLater(Exception):  # noqa: N818 - a signal within this module, not an error
+    def __init__(self, reason: str, service: str) -> None:
+        super().__init__(reason)
+        self.service = service
+
+
+class _Stopping(Exception):  # noqa: N818
+    pass
+
+
+class BatchStep:
+    """Owns the applied offsets of the consumer's partitions and moves their messages into the
+    window exactly once."""
+
+    def __init__(
+        self,
+        writer: WindowWriter,
+        dead_letters: DeadLetterSender,
+        partitions: Partitions,
+        stop: threading.Event,
+        *,
+        fold: Fold = fold_batch,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._dead_letters = dead_letters
+        self._partitions = partitions
+        self._stop = stop
+        self._fold_batch = fold
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        # Waits inside a rebalance callback, where the consumer must not be polled.
+        self._sleep = sleep or stop.wait
+        self.applied: Applied = {}
+        self.stats = WorkerStats()
+        self._batch: PendingBatch | None = None
+        self._unread: dict[int, int] = {}  # rewind: partition -> first offset of refused batch
+        self._seeks: dict[int, int] = {}  # rewind: partition -> offset still to seek to
+        self._retry_at = 0.0
+        self._delays: Iterator[float] | None = None
+        self._failures = 0
+        self._trouble = ""
+
+    @property
+    def waiting(self) -> bool:
+        """Work is pending: the consumer's partitions stay paused until it is done."""
+        return self._batch is not None or bool(self._unread) or bool(self._seeks)
+
+    def step(self, records: Sequence[Record]) -> float:
+        """Handle freshly consumed ``records`` and any retry that is due; return the seconds
+        until the next retry is due (0.0: nothing pending, consume at will)."""
+        if self.waiting:
+            self._put_back(records)
+            if self._clock() < self._retry_at:
+                return self._retry_at - self._clock()
+        elif records:
+            self._fold(records)
+        if not self.waiting:
+            return 0.0
+        try:
+            self._work()
+        except _RetryLater as retry:
+            return self._retry(retry)
+        except _Stopping:
+            return 0.0
+        if self._failures:
+            logger.info("%s is back after %d attempts; resuming", self._trouble, self._failures)
+            self._failures, self._delays = 0, None
+        self._partitions.resume()
+        return 0.0
+
+    # -- rebalance (called from the consumer's callbacks) -----------------------------------
+
+    def read_positions(self, partitions: list[int]) -> Applied | None:
+        """Applied offsets of newly assigned partitions, retried until Redis answers; None if
+        asked to stop first. Blocks without polling: it runs inside the rebalance callback."""
+        delays = self._backoff.delays()
+        attempts = 0
+        while not self._stop.is_set():
+            try:
+                return self._redis(lambda: self._writer.applied_offsets(partitions), "read")
+            except _RetryLater as retry:
+                attempts += 1
+                logger.warning("%s, attempt %d", retry, attempts)
+                self._sleep(next(delays))
+        return None
+
+    def assigned(self, applied: Applied) -> None:
+        self.applied.update(applied)
+        for partition in applied:  # the assignment put them where the window is
+            self._unread.pop(partition, None)
+            self._seeks.pop(partition, None)
+
+    def revoked(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.applied.pop(partition, None)
+            self._unread.pop(partition, None)
+            self._seeks.pop(partition, None)
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _fold(self, records: Sequence[Record]) -> None:
+        folded = self._fold_batch(records, self.applied)
+        for error in folded.kafka_errors:
+            logger.warning("consumer error: %s", error)
+        if folded.last_offsets:
+            advances = [
+                PartitionAdvance(partition, self.applied[partition], last)
+                for partition, last in folded.last_offsets.items()
+            ]
+            self._batch = PendingBatch(folded, advances, folded.rejected, datetime.now(UTC))
+
+    def _work(self) -> None:
+        if self._batch is not None:
+            self._finish_batch(self._batch)
+        if self._unread:
+            self._read_rewind_targets()
+        if self._seeks:
+            self._rewind()
+
+    def _finish_batch(self, pending: PendingBatch) -> None:
+        if pending.undelivered:
+            failed = self._dead_letters.deliver(
+                pending.undelivered, pending.processed_at, self._stop
+            )
+            if failed is None:
+                raise _Stopping  # nothing applied, nothing committed; the next owner redoes it
+            # Only the failed ones are sent again: the others are confirmed.
+            pending.undelivered = failed
+            if failed:
+                raise _RetryLater(
+                    f"{len(failed)} dead letters not delivered to {self._dead_letters.dlq_topic}",
+                    "the dead-letter topic",
+                )
+        outcome = self._redis(
+            lambda: self._writer.apply_batch(pending.advances, pending.folded.increments), "apply"
+        )
+        self._batch = None
+        if not outcome.applied:
+            self._refused(pending, outcome)
+            return
+        for advance in pending.advances:
+            if advance.partition in self.applied:
+                self.applied[advance.partition] = advance.applied
+        self._partitions.commit(self.applied)
+        increments = pending.folded.increments
+        self.stats.batches += 1
+        self.stats.messages += increments.total
+        self.stats.valid += increments.valid
+        self.stats.invalid += increments.invalid
+
+    # -- refused batch: rewind to where the window is ----------------------------------------
+
+    def _refused(self, pending: PendingBatch, outcome: ApplyOutcome) -> None:
+        """Another worker applied past us: drop the batch and resume where the window is."""
+        self.stats.refused_batches += 1
+        first = pending.folded.first_offsets
+        partitions = [p for p in first if p in self.applied]
+        expected = next(
+            (a.expected for a in pending.advances if a.partition == outcome.conflict_partition),
+            None,
+        )
+        logger.warning(
+            "window refused batch: partition %s is at offset %s in Redis, not %s; "
+            "another worker owns it now, rewinding %s",
+            outcome.conflict_partition,
+            outcome.stored_offset,
+            expected,
+            partitions,
+        )
+        self._unread.update((p, first[p]) for p in partitions)
+
+    def _read_rewind_targets(self) -> None:
+        wanted = list(self._unread)
+        stored = self._redis(lambda: self._writer.applied_offsets(wanted), "read")
+        for partition in wanted:
+            first = self._unread.pop(partition)
+            if partition in self.applied:
+                last = stored[partition]
+                self.applied[partition] = last
+                self._seeks[partition] = first if last is None else last + 1
+
+    def _rewind(self) -> None:
+        for partition, offset in list(self._seeks.items()):
+            try:
+                self._partitions.seek(partition, offset)
+            except KafkaException as exc:
+                if partition in self.applied:
+                    # Still ours: consuming on from where it is would skip messages.
+                    logger.warning(
+                        "could not rewind partition %d to offset %d: %s", partition, offset, exc
+                    )
+                    continue
+            del self._seeks[partition]
+        if self._seeks:
+            raise _RetryLater(f"partitions {sorted(self._seeks)} not rewound", "the consumer")
+
+    def _put_back(self, records: Sequence[Record]) -> None:
+        """Messages delivered after the pause are not ours to fold yet: seek back to them."""
+        first: dict[int, int] = {}
+        for record in records:
+            partition, offset = record.partition(), record.offset()
+            if record.error() is None and partition is not None and offset is not None:
+                first.setdefault(partition, offset)
+        for partition, offset in first.items():
+            # A rewind in progress decides where that partition goes on.
+            if partition in self.applied and partition not in self._unread | self._seeks:
+                self._seeks[partition] = offset
+        if first:
+            with suppress(_RetryLater):  # what failed stays in _seeks for the next retry
+                self._rewind()
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _redis(self, operation: Callable[[], T], doing: str) -> T:
+        what = "apply a batch" if doing == "apply" else "read applied offsets"
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise_if_fatal(exc, what)
+            raise _RetryLater(f"Redis unavailable ({exc}) trying to {what}", "Redis") from exc
+
+    def _retry(self, retry: _RetryLater) -> float:
+        if self._delays is None:
+            self._delays = self._backoff.delays()
+        self._failures += 1
+        self._trouble = retry.service
+        self._partitions.pause()
+        delay = next(self._delays)
+        self._retry_at = self._clock() + delay
+        logger.warning(
+            "%s; consumption paused, attempt %d, retrying in %.1f s", retry, self._failures, delay
+        )
+        return delay

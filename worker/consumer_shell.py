@@ -1,0 +1,203 @@
+"""The worker's Kafka side: subscribes, answers rebalances, pauses, seeks, commits and closes;
+each turn of its loop consumes once and hands the records to the batch step."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.window import WindowWriter
+from loginmetrics.worker.batch_step import BatchStep, WorkerStats
+from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
+from loginmetrics.worker.fold import fold_batch
+from loginmetrics.worker.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_LOG_SECONDS = 10.0
+# Longest single wait while work is pending: the consumer is polled at least this often, so the
+# group keeps the member and rebalances are answered.
+PENDING_POLL_SECONDS = 0.5
+CLOSE_FLUSH_SECONDS = 10.0
+
+
+class ConsumerShell:
+    """One confluent_kafka.Consumer in the group, driving one ``BatchStep``.
+
+    The applied offset of every owned partition lives in Redis and moves only together with
+    the increments (see ``window/apply_batch.lua``); Kafka commits are a courtesy for tools.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        consumer: Any,
+        producer: DeadLetterProducer,
+        writer: WindowWriter,
+        stop: threading.Event,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topic = settings.input_topic
+        self._consumer = consumer
+        self._stop = stop
+        self._clock = clock
+        self._dead_letters = DeadLetterSender(producer, settings.input_topic, settings.dlq_topic)
+        self.batch = BatchStep(
+            writer,
+            self._dead_letters,
+            self,
+            stop,
+            fold=partial(fold_batch, max_bytes=settings.max_message_bytes),
+            clock=clock,
+            backoff=backoff,
+            sleep=sleep,
+        )
+        self._paused = False
+        self._delay = 0.0
+        # An exception must not leave librdkafka's rebalance callback (the C binding can turn
+        # it into a SystemError later): kept here and raised from step().
+        self._callback_error: BaseException | None = None
+        self._last_progress = clock()
+        self._progress_messages = 0
+
+    @property
+    def stats(self) -> WorkerStats:
+        return self.batch.stats
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.subscribe()
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        logger.info("consuming %s as group %s", self._topic, self._settings.group_id)
+
+    def step(self) -> float:
+        """Consume once (waiting at most until a pending retry is due) and run the batch step;
+        return the seconds until its next retry is due (0.0: none pending)."""
+        if self._delay > 0:
+            timeout = min(self._delay, PENDING_POLL_SECONDS)
+        else:
+            timeout = self._settings.poll_timeout_seconds
+        records = self._consumer.consume(self._settings.batch_size, timeout)
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error
+        self._delay = self.batch.step(records or [])
+        self._log_progress()
+        return self._delay
+
+    def close(self) -> None:
+        self._dead_letters.flush(CLOSE_FLUSH_SECONDS)
+        self._commit(self.batch.applied, asynchronous=False)
+        # close() leaves the group at once, so the partitions move on without a session timeout.
+        self._consumer.close()
+        stats = self.stats
+        logger.info(
+            "stopped after %d messages (%d valid, %d invalid) in %d batches",
+            stats.messages,
+            stats.valid,
+            stats.invalid,
+            stats.batches,
+        )
+
+    # -- what the batch step asks (batch_step.Partitions) ---------------------------------
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._consumer.pause(self._consumer.assignment())
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._consumer.resume(self._consumer.assignment())
+
+    def seek(self, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(self._topic, partition, offset))
+
+    def commit(self, applied: Mapping[int, int | None]) -> None:
+        self._commit(applied, asynchronous=True)
+
+    def _commit(self, applied: Mapping[int, int | None], *, asynchronous: bool) -> None:
+        offsets = [
+            TopicPartition(self._topic, partition, last + 1)
+            for partition, last in applied.items()
+            if last is not None
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            logger.debug("offset commit skipped: %s", exc)
+
+    # -- rebalance -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except Exception as exc:  # raised again from step(), outside the callback
+            self._callback_error = exc
+
+    def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        applied = self.batch.read_positions(numbers)
+        if applied is None:
+            return  # stopping
+        for tp in partitions:
+            last = applied[tp.partition]
+            if last is not None:
+                tp.offset = last + 1  # Redis, not Kafka's commit, says where the window is
+        consumer.incremental_assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        self.batch.assigned(applied)
+        logger.info("assigned %s", ", ".join(f"{self._topic}[{p}]@{applied[p]}" for p in numbers))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        self.batch.revoked(numbers)
+        logger.info("revoked %s", numbers)
+
+    # -- progress --------------------------------------------------------------------------
+
+    def _log_progress(self) -> None:
+        now = self._clock()
+        elapsed = now - self._last_progress
+        if elapsed < PROGRESS_LOG_SECONDS:
+            return
+        delta = self.stats.messages - self._progress_messages
+        logger.info(
+            "%d messages in the last %.0f s (%.0f msg/s); %d total, %d invalid, partitions %s",
+            delta,
+            elapsed,
+            delta / elapsed,
+            self.stats.messages,
+            self.stats.invalid,
+            sorted(self.batch.applied),
+        )
+        self._last_progress = now
+        self._progress_messages = self.stats.messages

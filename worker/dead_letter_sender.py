@@ -1,0 +1,67 @@
+"""Produces a batch's dead letters and waits for the broker to confirm every one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from loginmetrics.worker.dead_letter import encode_dead_letter
+from loginmetrics.worker.fold import RejectedRecord
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SLICE_SECONDS = 1.0
+
+
+class DeadLetterProducer(Protocol):
+    """The part of confluent_kafka.Producer dead letters need."""
+
+    def produce(
+        self, topic: str, value: bytes, *, key: bytes, on_delivery: Callable[[Any, Any], None]
+    ) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+class DeadLetterSender:
+    def __init__(self, producer: DeadLetterProducer, input_topic: str, dlq_topic: str) -> None:
+        self._producer = producer
+        self._input_topic = input_topic
+        self.dlq_topic = dlq_topic
+
+    def deliver(
+        self, rejected: Sequence[RejectedRecord], processed_at: datetime, stop: threading.Event
+    ) -> list[RejectedRecord] | None:
+        """Produce every letter and wait for its delivery report; return those the broker did
+        not take (empty: all confirmed), or None when ``stop`` was set while waiting."""
+        failed: list[RejectedRecord] = []
+        for record in rejected:
+            letter = encode_dead_letter(record, self._input_topic, processed_at)
+            self._produce(record, letter, failed)
+        # flush() serves the delivery reports; in slices, so a stop request is seen while the
+        # broker is away (librdkafka keeps retrying until message.timeout.ms).
+        while self._producer.flush(FLUSH_SLICE_SECONDS) > 0:
+            if stop.is_set():
+                return None
+        return failed
+
+    def flush(self, timeout: float) -> int:
+        return self._producer.flush(timeout)
+
+    def _produce(self, record: RejectedRecord, letter: bytes, failed: list[RejectedRecord]) -> None:
+        def on_delivery(error: Any, _message: Any) -> None:
+            if error is not None:
+                logger.warning("dead letter for offset %d lost: %s", record.offset, error)
+                failed.append(record)
+
+        # The source position as key: a dead letter sent again after a crash is recognisable.
+        key = f"{self._input_topic}:{record.partition}:{record.offset}".encode()
+        while True:
+            try:
+                self._producer.produce(self.dlq_topic, letter, key=key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: let deliveries drain
