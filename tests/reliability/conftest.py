@@ -6,6 +6,7 @@ The shared broker and Redis serve other tests at the same time: they are never s
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -72,12 +73,30 @@ def _stack(script: str, action: str, env: dict[str, str]) -> None:
 
 
 class PrivateRedis:
-    """A redis-server of this test alone (stack/redis.sh on another port and state dir)."""
+    """A redis-server of this test alone (stack/redis.sh on another port and state dir; its
+    durable defaults, plus ``args`` such as ``--replicaof 127.0.0.1 PORT``)."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, args: str = "") -> None:
         self.port = free_port()
         self.url = f"redis://{LOOPBACK}:{self.port}/0"
-        self._env = {"REDIS_PORT": str(self.port), "REDIS_STATE_DIR": str(state)}
+        self._state = state
+        self._env = {
+            "REDIS_PORT": str(self.port),
+            "REDIS_STATE_DIR": str(state),
+            "REDIS_ARGS": args,
+        }
+
+    @property
+    def pid(self) -> int:
+        return int((self._state / "redis.pid").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer or a node failure would: no save, no goodbye."""
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while _port_open(self.port):
+            assert time.monotonic() < deadline, "Redis did not die"
+            time.sleep(0.05)
 
     def start(self) -> None:
         """Start (again); a restart loads what ``shutdown_saving`` saved."""
