@@ -35,13 +35,14 @@ from bench.stack import (
     cpu_seconds,
     fast_producer,
     load_average,
+    loginmetrics,
     peak_rss_mib,
+    pipeline_env,
     redis_prefix,
     topics,
     worker_pids,
 )
 from bench.stream import LoginPayloads
-from tests.pipeline import loginmetrics, pipeline_env
 
 MARKERS_PER_SECOND = 10
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from confluent_kafka import Producer
 
+from bench.stack import produce_one
 from bench.stream import LoginPayloads
-from tests.pipeline import produce_one
 
 STEP_SECONDS = 0.005
 

@@ -25,7 +25,9 @@ from bench.stack import (
     WindowProgress,
     fast_producer,
     load_average,
+    loginmetrics,
     peak_rss_mib,
+    pipeline_env,
     prefix_memory,
     redis_prefix,
     topics,
@@ -34,7 +36,6 @@ from bench.stack import (
 )
 from bench.stream import LoginPayloads
 from loginmetrics.window import WindowLayout, WindowReader
-from tests.pipeline import loginmetrics, pipeline_env
 
 DEFAULT_LAYOUT = WindowLayout()
 MIB = 1024 * 1024

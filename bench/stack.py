@@ -1,10 +1,14 @@
 """What every benchmark needs from the local stack: fresh topics and Redis prefixes (removed
-afterwards), the worker and aggregator as real subprocesses, and process/Redis memory figures."""
+afterwards), the worker and aggregator as real subprocesses, and process/Redis memory figures.
+The integration tests drive the stack with the same helpers (``tests.support`` imports them)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -17,7 +21,6 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from loginmetrics.window import WindowLayout, WindowReader, WindowTotals
-from tests.pipeline import child_pids, produce_one, wait_for_leaders
 
 ADMIN_TIMEOUT_S = 30.0
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,12 +60,44 @@ def topics(bootstrap: str, **partitions: int) -> Iterator[dict[str, str]]:
         future.result(timeout=ADMIN_TIMEOUT_S)
     try:
         for role, name in names.items():
-            wait_for_leaders(admin, name, partitions[role], ADMIN_TIMEOUT_S)
+            wait_for_leaders(admin, name, partitions[role])
         yield names
     finally:
         for future in admin.delete_topics(list(names.values())).values():
             with suppress(KafkaException):
                 future.result(timeout=ADMIN_TIMEOUT_S)
+
+
+def wait_for_leaders(
+    admin: AdminClient, topic: str, partitions: int, timeout: float = ADMIN_TIMEOUT_S
+) -> None:
+    """Wait until every partition of a new ``topic`` has a leader."""
+    # CreateTopics returns before every partition has a leader; producing earlier fails.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        if (
+            metadata is not None
+            and metadata.error is None
+            and len(metadata.partitions) == partitions
+            and all(p.leader >= 0 for p in metadata.partitions.values())
+        ):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topic {topic} has no leader for every partition")
+
+
+def produce_one(
+    producer: Producer, topic: str, key: bytes | None, value: bytes | None, backoff: float
+) -> None:
+    """``producer.produce``, waiting out a full local queue (BufferError) by serving delivery
+    reports for ``backoff`` seconds at a time."""
+    while True:
+        try:
+            producer.produce(topic, value, key=key)
+            return
+        except BufferError:
+            producer.poll(backoff)
 
 
 def fast_producer(bootstrap: str, **overrides: Any) -> Producer:
@@ -123,6 +158,62 @@ def prefix_memory(client: redis.Redis, prefix: str) -> tuple[int, int]:
 
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
+
+
+def pipeline_env(
+    bootstrap: str, redis_url: str, prefix: str, **settings: str | int
+) -> dict[str, str]:
+    """Environment for a `loginmetrics` process: connection plus LOGINMETRICS_<OPTION>s."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "LOGINMETRICS_REDIS_PREFIX": prefix,
+    }
+    env.update({f"LOGINMETRICS_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
+
+
+@contextmanager
+def loginmetrics(
+    *args: str, env: dict[str, str], log: Path, stop_timeout: float = 40.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `loginmetrics ARGS` in its own session; SIGTERM it afterwards and check it exits 0."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "loginmetrics", *args],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(stop_timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    raise AssertionError(
+                        f"loginmetrics {' '.join(args)} did not stop on SIGTERM; log {log}"
+                    ) from None
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes a supervisor spawned (not multiprocessing's resource tracker)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in command:
+                pids.append(int(pid))
+    return pids
 
 
 def worker_pids(supervisor_pid: int, expected: int, timeout: float = 30.0) -> list[int]:

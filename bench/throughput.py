@@ -45,7 +45,9 @@ from bench.stack import (
     cpu_seconds,
     fast_producer,
     load_average,
+    loginmetrics,
     peak_rss_mib,
+    pipeline_env,
     prefix_memory,
     produce_all,
     redis_prefix,
@@ -57,7 +59,6 @@ from bench.stack import (
 from bench.stream import LoginPayloads
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.settings import WorkerSettings
-from tests.pipeline import loginmetrics, pipeline_env
 
 PARTITIONS = 4
 
