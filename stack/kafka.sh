@@ -1,30 +1,90 @@
 #!/usr/bin/env bash
-# Runs one local Apache Kafka broker (KRaft, combined broker + controller, node 1) from the
-# jars stack/pom.xml pins: PLAINTEXT on 127.0.0.1:9092, controller on 127.0.0.1:9093.
-# State (data, logs, pid, generated config) lives in .stack/kafka/.
+# Runs local Apache Kafka (KRaft, combined broker + controller nodes) from the jars
+# stack/pom.xml pins. By default one node (id 1): PLAINTEXT on 127.0.0.1:9092, controller on
+# 127.0.0.1:9093, state (data, logs, pid, generated config) in .stack/kafka/.
+# KAFKA_NODES=3 runs a cluster of three nodes (ids 1..3, a 3-voter controller quorum): node i
+# listens on KAFKA_PORT+i-1 and controller port KAFKA_CONTROLLER_PORT+i-1 (default: the ports
+# right after the nodes' own, 9095..9097), with its state in $KAFKA_STATE_DIR/node-<i>/.
 # KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_STATE_DIR override these, so tests can run a
-# private broker of their own (and stop it) beside the shared one.
+# private broker or cluster of their own (and stop it) beside the shared one. A cluster's id and
+# controller quorum are chosen once, in $KAFKA_STATE_DIR/quorum.env.
 #
-#   bash stack/kafka.sh start   # idempotent; returns once the broker answers requests
-#   bash stack/kafka.sh stop    # stops the broker this checkout started, waits for it to exit
-#   bash stack/kafka.sh status  # exit 0 when 127.0.0.1:9092 answers
+#   bash stack/kafka.sh start   # idempotent; returns once every node answers requests
+#   bash stack/kafka.sh stop    # stops the nodes this checkout started, waits for them to exit
+#   bash stack/kafka.sh status  # exit 0 when every node answers
+#   bash stack/kafka.sh stop --node 2   # one node of a cluster (start and status too)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIBS="$ROOT/stack/kafka-libs"
-STATE="${KAFKA_STATE_DIR:-$ROOT/.stack/kafka}"
-PID_FILE="$STATE/kafka.pid"
-CONFIG="$STATE/server.properties"
-LOG4J_CONFIG="$STATE/log4j2.xml"
-PORT="${KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
-STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
-HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+BASE_STATE="${KAFKA_STATE_DIR:-$ROOT/.stack/kafka}"
+BASE_PORT="${KAFKA_PORT:-9092}"
+QUORUM_FILE="$BASE_STATE/quorum.env"
 
-log() { echo "kafka: $*" >&2; }
+usage() { echo "usage: [KAFKA_NODES=N] $0 {start|stop|status} [--node I]" >&2; exit 2; }
+ACTION="${1:-}"
+ONLY_NODE=""
+if [[ "${2:-}" == --node ]]; then
+    [[ "${3:-}" =~ ^[1-9]$ && $# -eq 3 ]] || usage
+    ONLY_NODE="$3"
+elif (($# > 1)); then
+    usage
+fi
+if [[ -n "${KAFKA_NODES:-}" ]]; then
+    NODES="$KAFKA_NODES"
+elif [[ -n "$ONLY_NODE" ]]; then
+    # `stop --node 2` alone: the cluster's size is what its state directory holds.
+    NODES="$({ compgen -G "$BASE_STATE/node-*" || true; } | wc -l)"
+    ((NODES > 0)) || NODES=1
+else
+    NODES=1
+fi
+[[ "$NODES" =~ ^[1-9]$ ]] || { echo "kafka: KAFKA_NODES must be 1..9, not '$NODES'" >&2; exit 2; }
+if [[ -n "$ONLY_NODE" ]] && ((NODES < 2 || ONLY_NODE > NODES)); then
+    echo "kafka: --node $ONLY_NODE: no such node in $BASE_STATE (a cluster of KAFKA_NODES=$NODES)" >&2
+    exit 2
+fi
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
+QUORUMLESS_STOP_TIMEOUT=5
+if ((NODES == 1)); then
+    BASE_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+    START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+    HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+else
+    BASE_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((BASE_PORT + NODES))}"
+    # Three JVMs start at once on a small machine.
+    START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
+    # Three nodes share a 2-core machine with the pipeline: a small heap each.
+    HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms192m -Xmx384m}"
+fi
+
+log() { echo "kafka${NODE_LABEL:-}: $*" >&2; }
 # shellcheck source=stack/process.sh
 source "$ROOT/stack/process.sh"
+
+# select_node I: points STATE, PORT, CONTROLLER_PORT and the file names at node I.
+select_node() {
+    NODE="$1"
+    if ((NODES == 1)); then
+        STATE="$BASE_STATE"
+        NODE_LABEL=""
+    else
+        STATE="$BASE_STATE/node-$NODE"
+        NODE_LABEL=" node $NODE"
+    fi
+    PORT=$((BASE_PORT + NODE - 1))
+    CONTROLLER_PORT=$((BASE_CONTROLLER_PORT + NODE - 1))
+    PID_FILE="$STATE/kafka.pid"
+    CONFIG="$STATE/server.properties"
+    LOG4J_CONFIG="$STATE/log4j2.xml"
+}
+
+# host:port of every node's controller listener, comma-separated.
+controller_endpoints() {
+    local i endpoints=()
+    for ((i = 0; i < NODES; i++)); do endpoints+=("127.0.0.1:$((BASE_CONTROLLER_PORT + i))"); done
+    (IFS=,; echo "${endpoints[*]}")
+}
 
 # A broker "answers" when it replies to an ApiVersions v0 request (correlation id 1): an open
 # port alone does not mean the broker has caught up with its controller and serves requests.
@@ -70,11 +130,15 @@ ensure_jars() {
 
 write_config() {
     mkdir -p "$STATE/data" "$STATE/logs"
+    # Internal topics (consumer offsets, transactions) get up to 3 replicas and survive the loss
+    # of one node; a single node keeps one replica, and consumer groups start at once.
+    local replicas=$((NODES < 3 ? NODES : 3))
+    local min_isr=$((replicas > 1 ? replicas - 1 : 1))
     cat >"$CONFIG" <<PROPS
 # Generated by stack/kafka.sh; edits are overwritten on the next start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
+node.id=$NODE
+controller.quorum.bootstrap.servers=$(controller_endpoints)
 listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
@@ -83,16 +147,15 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$STATE/data
 num.partitions=4
 auto.create.topics.enable=false
-# A single node: every internal topic has one replica, and consumer groups start at once.
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$replicas
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
 num.network.threads=2
-num.io.threads=4
+num.io.threads=$((NODES == 1 ? 4 : 2))
 log.retention.hours=24
 log.segment.bytes=104857600
 PROPS
@@ -126,14 +189,54 @@ java_cmd() {
         "-Dkafka.logs.dir=$STATE/logs" -cp "$LIBS/*")
 }
 
+# A Kafka Uuid (16 random bytes, URL-safe base64 without padding); Kafka avoids a leading "-".
+kafka_uuid() {
+    local id
+    while :; do
+        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+        [[ "$id" != -* ]] && break
+    done
+    echo "$id"
+}
+
+# Sets CLUSTER_ID and INITIAL_CONTROLLERS ("id@host:port:directory-id,..."), the same for every
+# node of the cluster: chosen once, kept in $QUORUM_FILE for nodes formatted later.
+quorum_identity() {
+    if [[ ! -f "$QUORUM_FILE" ]]; then
+        mkdir -p "$BASE_STATE"
+        local i voters=()
+        for ((i = 1; i <= NODES; i++)); do
+            voters+=("$i@127.0.0.1:$((BASE_CONTROLLER_PORT + i - 1)):$(kafka_uuid)")
+        done
+        printf 'CLUSTER_ID=%s\nINITIAL_CONTROLLERS=%s\n' "$(kafka_uuid)" \
+            "$(IFS=,; echo "${voters[*]}")" >"$QUORUM_FILE.tmp"
+        mv "$QUORUM_FILE.tmp" "$QUORUM_FILE"
+    fi
+    # shellcheck disable=SC1090  # generated above
+    source "$QUORUM_FILE"
+    local voters
+    voters="$(tr ',' '\n' <<<"$INITIAL_CONTROLLERS" | wc -l)"
+    if ((voters != NODES)); then
+        log "$BASE_STATE holds a cluster of $voters nodes, not $NODES: set KAFKA_NODES=$voters"
+        exit 1
+    fi
+}
+
 format_storage() {
     [[ -f "$STATE/data/meta.properties" ]] && return 0
     log "formatting storage in $STATE/data"
-    local cluster_id
-    cluster_id="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>>"$STATE/kafka.out" | tail -n1)"
-    # --standalone: this node alone forms the (dynamic) KRaft controller quorum.
-    "${JAVA[@]}" kafka.tools.StorageTool format --config "$CONFIG" --cluster-id "$cluster_id" \
-        --standalone >>"$STATE/kafka.out" 2>&1 || { show_logs; log "storage format failed"; exit 1; }
+    local quorum
+    if ((NODES == 1)); then
+        CLUSTER_ID="$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>>"$STATE/kafka.out" | tail -n1)"
+        # --standalone: this node alone forms the (dynamic) KRaft controller quorum.
+        quorum=(--standalone)
+    else
+        quorum_identity
+        # Every node is a voter from the start: the same list, each with its directory id.
+        quorum=(--initial-controllers "$INITIAL_CONTROLLERS")
+    fi
+    "${JAVA[@]}" kafka.tools.StorageTool format --config "$CONFIG" --cluster-id "$CLUSTER_ID" \
+        "${quorum[@]}" >>"$STATE/kafka.out" 2>&1 || { show_logs; log "storage format failed"; exit 1; }
 }
 
 show_logs() {
@@ -144,84 +247,143 @@ show_logs() {
     done
 }
 
-start() {
-    if answers; then
-        log "already answering on 127.0.0.1:$PORT"
+# Starts the selected node unless it runs already; does not wait for it to answer.
+launch() {
+    local pid
+    if pid="$(our_pid)"; then
         return 0
     fi
-    local pid
-    if ! pid="$(our_pid)"; then
-        ensure_jars
-        write_config
-        java_cmd
-        : >"$STATE/kafka.out"
-        format_storage
-        log "starting broker (logs: $STATE/logs/server.log)"
-        rm -f "$PID_FILE"
-        # Own session: a Ctrl-C in the terminal that started the stack does not reach the broker.
-        # shellcheck disable=SC2016  # expanded by the inner bash
-        setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
-            "${JAVA[@]}" kafka.Kafka "$CONFIG" </dev/null >>"$STATE/kafka.out" 2>&1 &
-        local launcher=$!
-        until [[ -s "$PID_FILE" ]]; do
-            kill -0 "$launcher" 2>/dev/null || { show_logs; log "broker failed to launch"; exit 1; }
-            sleep 0.1
-        done
-        pid="$(cat "$PID_FILE")"
+    if answers; then
+        ((NODES == 1)) && return 0  # someone else's broker: the single-node stack uses it
+        log "127.0.0.1:$PORT answers but is not this cluster's node $NODE; stop what runs there"
+        exit 1
     fi
+    ensure_jars
+    write_config
+    java_cmd
+    : >"$STATE/kafka.out"
+    format_storage
+    log "starting broker (logs: $STATE/logs/server.log)"
+    rm -f "$PID_FILE"
+    # Own session: a Ctrl-C in the terminal that started the stack does not reach the broker.
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
+        "${JAVA[@]}" kafka.Kafka "$CONFIG" </dev/null >>"$STATE/kafka.out" 2>&1 &
+    local launcher=$!
+    until [[ -s "$PID_FILE" ]]; do
+        kill -0 "$launcher" 2>/dev/null || { show_logs; log "broker failed to launch"; exit 1; }
+        sleep 0.1
+    done
+}
+
+# Waits until the selected node answers; on failure stops the nodes being started ($@).
+await() {
+    local pid
+    pid="$(our_pid)" || pid=""
     local deadline=$((SECONDS + START_TIMEOUT))
     until answers; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
             show_logs
             log "broker exited during startup"
             rm -f "$PID_FILE"
+            stop_nodes "$@"
             exit 1
         fi
         if ((SECONDS >= deadline)); then
             show_logs
-            log "broker did not answer within ${START_TIMEOUT}s; stopping it"
-            stop
+            log "broker did not answer within ${START_TIMEOUT}s; stopping"
+            stop_nodes "$@"
             exit 1
         fi
         sleep 0.5
     done
-    log "ready on 127.0.0.1:$PORT (pid $pid)"
+    if [[ -n "$pid" ]]; then
+        log "ready on 127.0.0.1:$PORT (pid $pid)"
+    else
+        log "already answering on 127.0.0.1:$PORT"
+    fi
 }
 
-stop() {
-    local pid
-    if ! pid="$(our_pid)"; then
+# A quorum needs a majority of its voters up: every node is launched before any is awaited.
+start_nodes() {
+    local node
+    for node in "$@"; do select_node "$node"; launch; done
+    for node in "$@"; do select_node "$node"; await "$@"; done
+}
+
+# Stops the nodes one after another, last first, each with a controlled shutdown (its leaders
+# move to the nodes still up). Stopped together, a node can lose the controller quorum halfway
+# through its shutdown and wait for it for minutes.
+stop_nodes() {
+    local index node pid
+    for ((index = $#; index >= 1; index--)); do
+        node="${!index}"
+        select_node "$node"
+        if ! pid="$(our_pid)"; then
+            rm -f "$PID_FILE"
+            if answers; then
+                log "a broker answers on 127.0.0.1:$PORT but this checkout did not start it; left running"
+            else
+                log "not running"
+            fi
+            continue
+        fi
+        if ((NODES > 1 && $(running_nodes) <= NODES / 2)); then
+            # Its shutdown would wait minutes for a controller that can no longer be elected;
+            # what it acknowledged is in the page cache and on disk at its next start.
+            log "stopping broker (pid $pid); the controller quorum is gone with the other nodes"
+            stop_pid "$pid" "$QUORUMLESS_STOP_TIMEOUT"
+        else
+            log "stopping broker (pid $pid)"
+            stop_pid "$pid" "$STOP_TIMEOUT"
+        fi
         rm -f "$PID_FILE"
+        log "stopped"
+    done
+}
+
+# How many nodes of the cluster run (started by this checkout); leaves node $NODE selected.
+running_nodes() {
+    local node="$NODE" i count=0
+    for ((i = 1; i <= NODES; i++)); do
+        select_node "$i"
+        if our_pid >/dev/null; then count=$((count + 1)); fi
+    done
+    select_node "$node"
+    echo "$count"
+}
+
+# Exit 0 when every node answers, 1 when one runs without answering yet, 3 when one is down.
+status_nodes() {
+    local node pid worst=0
+    for node in "$@"; do
+        select_node "$node"
+        pid="$(our_pid)" || pid=""
         if answers; then
-            log "a broker answers on 127.0.0.1:$PORT but this checkout did not start it; left running"
+            log "answering on 127.0.0.1:$PORT${pid:+ (pid $pid)}"
+        elif [[ -n "$pid" ]]; then
+            log "process $pid is running but not answering yet"
+            ((worst == 3)) || worst=1
         else
             log "not running"
+            worst=3
         fi
-        return 0
-    fi
-    log "stopping broker (pid $pid)"
-    stop_pid "$pid" "$STOP_TIMEOUT"
-    rm -f "$PID_FILE"
-    log "stopped"
+    done
+    return "$worst"
 }
 
-status() {
-    local pid=""
-    pid="$(our_pid)" || true
-    if answers; then
-        log "answering on 127.0.0.1:$PORT${pid:+ (pid $pid)}"
-    elif [[ -n "$pid" ]]; then
-        log "process $pid is running but not answering yet"
-        return 1
-    else
-        log "not running"
-        return 3
-    fi
-}
-
-case "${1:-}" in
-    start) start ;;
-    stop) stop ;;
-    status) status ;;
-    *) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
+if [[ -n "$ONLY_NODE" ]]; then
+    SELECTED=("$ONLY_NODE")
+else
+    mapfile -t SELECTED < <(seq 1 "$NODES")
+fi
+if ((NODES > 1)) && ((BASE_CONTROLLER_PORT < BASE_PORT + NODES && BASE_PORT < BASE_CONTROLLER_PORT + NODES)); then
+    echo "kafka: ports $BASE_PORT.. and controller ports $BASE_CONTROLLER_PORT.. overlap" >&2
+    exit 2
+fi
+case "$ACTION" in
+    start) start_nodes "${SELECTED[@]}" ;;
+    stop) stop_nodes "${SELECTED[@]}" ;;
+    status) status_nodes "${SELECTED[@]}" ;;
+    *) usage ;;
 esac
