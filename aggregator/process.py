@@ -14,6 +14,7 @@ from loginmetrics.aggregator.lease import AggregatorLease
 from loginmetrics.aggregator.service import Aggregator
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
+from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_OK, graceful_stop, start_supervised_child
 from loginmetrics.window import WindowReader
 
@@ -39,15 +40,18 @@ def run_aggregator(settings: AggregatorSettings, stop: threading.Event) -> None:
 def run_aggregator_process(
     settings: AggregatorSettings, initializer: Callable[[], None] | None = None
 ) -> None:
-    """Child-process target (``runtime.supervisor.ChildSpec``): runs until SIGTERM, exits 0."""
+    """Child-process target (``runtime.supervisor.ChildSpec``): runs until SIGTERM, exits 0;
+    exits ``EXIT_FATAL`` (not restarted) when Redis refuses in a way no retry can fix."""
     stop = start_supervised_child(initializer)
     logger.info("aggregator process started (pid %d)", os.getpid())
-    run_aggregator(settings, stop)
+    with exit_when_fatal():
+        run_aggregator(settings, stop)
 
 
 def run_aggregator_in_foreground(settings: AggregatorSettings) -> int:
     """``loginmetrics aggregate``: SIGINT or SIGTERM stops gracefully (exit 0: lease released,
-    events flushed); a second one stops at once (exit 130)."""
-    with graceful_stop() as stop:
+    events flushed); a second one stops at once (exit 130); a Redis refusal no retry can fix
+    exits 78 after one ERROR line."""
+    with graceful_stop() as stop, exit_when_fatal():
         run_aggregator(settings, stop)
     return EXIT_OK

@@ -26,11 +26,13 @@ from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.aggregator.ticks import seconds_to_next_tick, tick_window_end
 from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import WindowReader
 
 logger = logging.getLogger(__name__)
 
-# Errors of an unavailable or refusing Redis or Kafka: retried with backoff, never fatal.
+# Errors of an unavailable or refusing Redis or Kafka: retried with backoff, unless Redis says
+# it will not heal (runtime.redis_errors), which ends the process with EXIT_FATAL.
 RETRIABLE_ERRORS = (redis.RedisError, KafkaException, BufferError)
 # Wake this long after a tick starts, so a reading of the Redis clock lands inside the new tick.
 TICK_MARGIN_SECONDS = 0.005
@@ -72,7 +74,8 @@ class Aggregator:
         self._took_over = False
 
     def run(self) -> None:
-        """Until ``stop`` is set; then flush and release the lease for a standby to take."""
+        """Until ``stop`` is set; then flush and release the lease for a standby to take.
+        Raises ``FatalRedisError`` (after the same shutdown) when Redis refuses for good."""
         logger.info("aggregator %s: waiting for the lease", self._lease.token)
         try:
             while not self._stop.is_set():
@@ -87,6 +90,8 @@ class Aggregator:
             if self.is_leader:
                 self._emit_step()
         except RETRIABLE_ERRORS as exc:
+            if isinstance(exc, redis.RedisError):
+                raise_if_fatal(exc, "hold the aggregator lease, read the window or claim a tick")
             return self._retry_delay(exc)
         if self._failures:
             logger.info("Redis and Kafka answer again after %d failed attempts", self._failures)
