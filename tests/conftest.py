@@ -21,7 +21,7 @@ import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.pipeline import wait_for_leaders
+from tests.support import wait_for_leaders
 
 LOCAL_KAFKA = "localhost:9092"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"

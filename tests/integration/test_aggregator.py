@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from loginmetrics.aggregator.process import run_aggregator, run_aggregator_process
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.window import PartitionAdvance, WindowIncrements, WindowLayout, WindowWriter
-from tests.pipeline import topic_reader
+from tests.support import topic_reader
 
 pytestmark = pytest.mark.integration
 

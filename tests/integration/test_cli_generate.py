@@ -15,22 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from loginmetrics.cli.traffic import US_STATES
-from tests.pipeline import topic_reader
+from tests.support import run_loginmetrics, topic_reader
 
 pytestmark = pytest.mark.integration
-
-
-def loginmetrics(
-    bootstrap: str, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loginmetrics", *args],
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def read_all(
@@ -65,7 +52,9 @@ def test_count_and_seed_produce_exactly_that_reproducible_stream(
     first, second = new_topic(4), new_topic(4)
 
     runs = [
-        loginmetrics(kafka_bootstrap, "generate", "--topic", topic, "--count", "500", "--seed", "1")
+        run_loginmetrics(
+            kafka_bootstrap, "generate", "--topic", topic, "--count", "500", "--seed", "1"
+        )
         for topic in (first, second)
     ]
 
@@ -94,7 +83,7 @@ def test_count_and_seed_produce_exactly_that_reproducible_stream(
 def test_a_missing_topic_is_an_error_saying_how_to_create_it(kafka_bootstrap: str) -> None:
     topic = f"test-missing-{uuid.uuid4().hex}"
 
-    run = loginmetrics(kafka_bootstrap, "generate", "--topic", topic, "--count", "1")
+    run = run_loginmetrics(kafka_bootstrap, "generate", "--topic", topic, "--count", "1")
 
     assert run.returncode == 1
     assert f"topic '{topic}' does not exist" in run.stderr

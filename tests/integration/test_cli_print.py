@@ -15,20 +15,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from tests.pipeline import produce
+from tests.support import produce, run_loginmetrics
 
 pytestmark = pytest.mark.integration
-
-
-def print_command(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loginmetrics", "print", *args],
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_from_beginning_piped_prints_one_json_per_line(
@@ -39,8 +28,8 @@ def test_from_beginning_piped_prints_one_json_per_line(
     values = [json.dumps(d, indent=2).encode() for d in documents]
     produce(kafka_bootstrap, topic, [(b"k", v) for v in [*values, b"plain text", b"\xff\xfe"]])
 
-    run = print_command(
-        kafka_bootstrap, "--topic", topic, "--from-beginning", "--max-messages", "22"
+    run = run_loginmetrics(
+        kafka_bootstrap, "print", "--topic", topic, "--from-beginning", "--max-messages", "22"
     )
 
     assert run.returncode == 0, run.stderr
@@ -59,8 +48,8 @@ def test_max_messages_stops_early_and_no_consumer_group_is_left(
     topic = new_topic(4)
     produce(kafka_bootstrap, topic, [(f"k{n}".encode(), b"{}") for n in range(100)])
 
-    run = print_command(
-        kafka_bootstrap, "--topic", topic, "--from-beginning", "--max-messages", "7"
+    run = run_loginmetrics(
+        kafka_bootstrap, "print", "--topic", topic, "--from-beginning", "--max-messages", "7"
     )
 
     assert run.returncode == 0, run.stderr
@@ -105,7 +94,7 @@ def test_timeout_ends_a_quiet_topic_with_exit_0(
 ) -> None:
     started = time.monotonic()
 
-    run = print_command(kafka_bootstrap, "--topic", new_topic(1), "--timeout", "1.5")
+    run = run_loginmetrics(kafka_bootstrap, "print", "--topic", new_topic(1), "--timeout", "1.5")
 
     assert run.returncode == 0, run.stderr
     assert run.stdout == ""
@@ -115,7 +104,7 @@ def test_timeout_ends_a_quiet_topic_with_exit_0(
 def test_a_missing_topic_is_an_error_saying_how_to_create_it(kafka_bootstrap: str) -> None:
     topic = f"test-missing-{uuid.uuid4().hex}"
 
-    run = print_command(kafka_bootstrap, "--topic", topic)
+    run = run_loginmetrics(kafka_bootstrap, "print", "--topic", topic)
 
     assert run.returncode == 1
     assert f"topic '{topic}' does not exist" in run.stderr

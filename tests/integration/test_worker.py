@@ -14,29 +14,21 @@ from typing import NamedTuple
 import pytest
 import redis
 
-from loginmetrics.window import WindowLayout, WindowTotals
-from tests.pipeline import (
+from loginmetrics.window import WindowLayout
+from tests.support import (
+    LoginStream,
+    assert_matches,
     child_pids,
     consume,
     current_totals,
+    login_stream,
     loginmetrics,
     pipeline_env,
     produce,
     wait_for_messages,
 )
-from tests.streams import GroundTruth, LoginStream, login_stream
 
 pytestmark = pytest.mark.integration
-
-
-def assert_matches(totals: WindowTotals, truth: GroundTruth) -> None:
-    assert totals.valid == truth.valid
-    assert totals.invalid == truth.invalid
-    assert totals.devices == dict(truth.devices)
-    assert totals.versions == dict(truth.versions)
-    assert totals.locales == dict(truth.locales)
-    assert totals.active_users == pytest.approx(len(truth.users), rel=0.02)
-    assert totals.unique_ips == pytest.approx(len(truth.ips), rel=0.02)
 
 
 class Backlog(NamedTuple):

@@ -22,7 +22,7 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from loginmetrics.window import WindowLayout
-from tests.pipeline import pipeline_env, wait_for_leaders
+from tests.support import pipeline_env, wait_for_leaders
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"

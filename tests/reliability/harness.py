@@ -1,84 +1,34 @@
-"""What the fault-injection tests share: planned streams with per-message ground truth, a paced
-producer that records where every message landed, and readers for the window, the DLQ and the
-logs. Ground truth is computed here from the test's own plan, never by the code under test."""
+"""What the fault-injection tests share: a paced producer of a planned stream that records where
+every message landed, and readers for the window, the DLQ and the logs. The planned streams and
+their ground truth are ``tests.support``'s."""
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+# PlannedMessage, assert_matches and truth_of are re-exported for the tests that still import
+# them from here; the streams and their ground truth live in tests.support.
+from loginmetrics.cli.traffic import PlannedMessage as PlannedMessage
 from loginmetrics.window import WindowLayout, WindowTotals
-from tests.pipeline import current_totals
-from tests.streams import INVALID_PAYLOADS, GroundTruth, random_login
+from tests.support import assert_matches as assert_matches
+from tests.support import current_totals
+from tests.support import truth_of as truth_of
 
 Source = tuple[int, int]  # (partition, offset) of a message in the input topic
 # librdkafka's own log lines (a broker going away is expected here) go to pytest's log capture.
 kafka_logger = logging.getLogger("tests.reliability.kafka")
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedMessage:
-    """One message of a test stream and what it must do to the window: counted as ``event``
-    (``code`` None) or dead-lettered with ``code``."""
-
-    key: bytes | None
-    value: bytes | None
-    code: str | None = None
-    event: dict[str, Any] | None = None
-    kind: str = "login"  # what the test meant to send, for its report
-
-
-def valid_message(event: dict[str, Any]) -> PlannedMessage:
-    return PlannedMessage(str(event["user_id"]).encode(), json.dumps(event).encode(), None, event)
-
-
-def planned_stream(
-    count: int, users: int, invalid_every: int = 50, seed: int = 11
-) -> list[PlannedMessage]:
-    """``count`` logins from a pool of ``users``; every ``invalid_every``-th one is one of the
-    known unusable payloads (every error code in turn, tombstones and 70 KB messages included)."""
-    rng = random.Random(seed)
-    pool = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(users)]
-    messages: list[PlannedMessage] = []
-    for n in range(count):
-        if invalid_every and n % invalid_every == invalid_every - 1:
-            code, payload = INVALID_PAYLOADS[(n // invalid_every) % len(INVALID_PAYLOADS)]
-            messages.append(PlannedMessage(f"bad-{n}".encode(), payload, code))
-            continue
-        messages.append(valid_message(random_login(rng, pool, n)))
-    return messages
-
-
-def truth_of(messages: Iterable[PlannedMessage]) -> GroundTruth:
-    truth = GroundTruth()
-    for message in messages:
-        if message.code is not None:
-            truth.invalid += 1
-            truth.invalid_codes[message.code] += 1
-            continue
-        event = message.event
-        assert event is not None
-        truth.valid += 1
-        truth.users.add(event["user_id"])
-        truth.ips.add(event["ip"])
-        truth.devices[event["device_type"]] += 1
-        truth.versions[event["app_version"]] += 1
-        truth.locales[event["locale"]] += 1
-    return truth
 
 
 class Feeder:
@@ -241,16 +191,6 @@ def check_dead_letters(
     assert not wrong, f"{len(wrong)} wrong dead letters, e.g. {wrong[:10]}"
     assert not missing, f"{len(missing)} unusable messages have no dead letter: {missing[:10]}"
     return sum(seen.values()) - len(seen), codes
-
-
-def assert_matches(totals: WindowTotals, truth: GroundTruth) -> None:
-    """Counters and distributions exact; distinct users and IPs within HyperLogLog's 2 %."""
-    assert (totals.valid, totals.invalid) == (truth.valid, truth.invalid)
-    assert totals.devices == dict(truth.devices)
-    assert totals.versions == dict(truth.versions)
-    assert totals.locales == dict(truth.locales)
-    assert totals.active_users == pytest.approx(len(truth.users), rel=0.02)
-    assert totals.unique_ips == pytest.approx(len(truth.ips), rel=0.02)
 
 
 def wait_for_total(

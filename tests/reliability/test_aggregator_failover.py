@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from loginmetrics.window import WindowLayout
-from tests.pipeline import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
+from tests.support import MetricEvents, lease_holder_pid, loginmetrics, pipeline_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(120)]
 

@@ -15,18 +15,22 @@ from typing import Any
 import pytest
 import redis
 
-from tests.pipeline import child_pids, current_totals, loginmetrics
 from tests.reliability.conftest import PrivateKafka, WorkerRun
 from tests.reliability.harness import (
     Feeder,
-    assert_matches,
     check_dead_letters,
-    planned_stream,
     read_topic,
     tail,
-    truth_of,
     wait_for_total,
     wait_until,
+)
+from tests.support import (
+    assert_matches,
+    child_pids,
+    current_totals,
+    loginmetrics,
+    planned_stream,
+    truth_of,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(200)]

@@ -14,19 +14,23 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from loginmetrics.window import WindowLayout
-from tests.pipeline import child_pids, current_totals, loginmetrics
 from tests.reliability.conftest import PrivateRedis, WorkerRun
 from tests.reliability.harness import (
     Feeder,
     applied_offsets,
-    assert_matches,
     check_dead_letters,
-    planned_stream,
     read_topic,
     tail,
-    truth_of,
     wait_for_total,
     wait_until,
+)
+from tests.support import (
+    assert_matches,
+    child_pids,
+    current_totals,
+    loginmetrics,
+    planned_stream,
+    truth_of,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(150)]

@@ -20,19 +20,23 @@ import pytest
 import redis
 
 from loginmetrics.runtime.clients import SentinelConfig, redis_client
-from tests.pipeline import MetricEvents, child_pids, loginmetrics
 from tests.reliability.conftest import LOOPBACK, PrivateRedis, WorkerRun, free_port
 from tests.reliability.harness import (
     Feeder,
     applied_offsets,
-    assert_matches,
     check_dead_letters,
-    planned_stream,
     read_topic,
     tail,
-    truth_of,
     wait_for_total,
     wait_until,
+)
+from tests.support import (
+    MetricEvents,
+    assert_matches,
+    child_pids,
+    loginmetrics,
+    planned_stream,
+    truth_of,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(240)]

@@ -10,21 +10,18 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.pipeline import child_pids, loginmetrics
 from tests.reliability.conftest import PrivateRedis, WorkerRun
 from tests.reliability.harness import (
     Feeder,
     applied_offsets,
-    assert_matches,
     check_dead_letters,
     log_lines,
-    planned_stream,
     read_topic,
     tail,
-    truth_of,
     wait_for_total,
     wait_until,
 )
+from tests.support import assert_matches, child_pids, loginmetrics, planned_stream, truth_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(150)]
 

@@ -23,7 +23,7 @@ from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.settings import WorkerSettings
-from tests.streams import login_stream
+from tests.support import login_stream
 from tests.worker.fake_kafka import FakeClock, FakeConsumer, FakeProducer, FlakyWriter
 
 TOPIC = "user-login"
