@@ -24,7 +24,11 @@ from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
 from loginmetrics.aggregator.metric_event import build_metric_event
 from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
-from loginmetrics.aggregator.ticks import seconds_to_next_tick, tick_window_end
+from loginmetrics.aggregator.ticks import (
+    clock_step_warning,
+    seconds_to_next_tick,
+    tick_window_end,
+)
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import WindowReader
@@ -69,6 +73,7 @@ class Aggregator:
         self._next_lease_at = clock()
         self._next_tick_at = clock()
         self._last_end: int | None = None  # newest window end this aggregator has handled
+        self._last_reading: tuple[float, float] | None = None  # (Redis time, local clock)
         self._pending: int | None = None  # claimed window end whose event is not produced yet
         self._announced_standby = False
         self._took_over = False
@@ -143,6 +148,12 @@ class Aggregator:
         local_now = self._clock()
         interval = self._settings.emit_interval_seconds
         end = tick_window_end(server_now, interval, self._layout)
+        reading = (server_now, local_now)
+        if self._last_reading and (
+            warning := clock_step_warning(self._last_reading, reading, interval)
+        ):
+            logger.warning("%s", warning)
+        self._last_reading = reading
         if self._last_end is None or end > self._last_end:
             self._claim_and_publish(end)
         self._next_tick_at = (

@@ -34,3 +34,30 @@ def tick_window_end(server_now: float, emit_interval_seconds: float, layout: Win
 def seconds_to_next_tick(server_now: float, emit_interval_seconds: float) -> float:
     next_start = (tick_index(server_now, emit_interval_seconds) + 1) * emit_interval_seconds
     return max(0.0, next_start - server_now)
+
+
+# A Redis clock reading that strays further than this from the local monotonic clock between
+# two readings is a step, not drift or a slow reply.
+CLOCK_STEP_TOLERANCE_SECONDS = 2.0
+
+
+def clock_step_warning(
+    previous: tuple[float, float], current: tuple[float, float], emit_interval_seconds: float
+) -> str | None:
+    """What an operator must know when the Redis clock stepped between two readings, each a
+    (Redis time, local monotonic time) pair; None when it moved with the local clock."""
+    step = (current[0] - previous[0]) - (current[1] - previous[1])
+    if abs(step) <= CLOCK_STEP_TOLERANCE_SECONDS:
+        return None
+    if step < 0:
+        return (
+            f"the Redis clock stepped back {-step:.1f} s: no metric event until it passes the "
+            "last window end emitted again (a window end is never emitted twice). Check the "
+            "Redis host's time synchronisation, or whether a failover moved the window to a host "
+            "with another clock"
+        )
+    skipped = math.floor(step / emit_interval_seconds)
+    return (
+        f"the Redis clock jumped ahead {step:.1f} s: about {skipped} metric events (the window "
+        "ends it skipped) will not be emitted. Check the Redis host's time synchronisation"
+    )

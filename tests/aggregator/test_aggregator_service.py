@@ -327,3 +327,45 @@ def test_a_slow_broker_does_not_make_the_leader_skip_ticks(
     ]
     assert len(ends) == 11
     assert all(b - a == 1 for a, b in itertools.pairwise(ends))
+
+
+def test_a_redis_clock_that_steps_back_is_a_warning_and_never_a_repeated_event(
+    node_a: Node, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    node_a.step()
+    clocks.advance(10)
+    node_a.step()
+    with caplog.at_level(logging.WARNING, logger="loginmetrics.aggregator.service"):
+        clocks.advance(10)
+        clocks.server -= 25  # an NTP step or a failover to a host whose clock is behind
+        node_a.step()
+        for _ in range(3):
+            clocks.advance(10)
+            node_a.step()
+
+    assert caplog.text.count("the Redis clock stepped back 25.0 s") == 1
+    ends = node_a.producer.window_ends()
+    assert len(ends) == len(set(ends)), "no window end emitted twice"
+    assert ends == sorted(ends)
+
+
+def test_a_redis_clock_that_jumps_ahead_says_how_many_events_are_skipped(
+    node_a: Node, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    node_a.step()
+    with caplog.at_level(logging.WARNING, logger="loginmetrics.aggregator.service"):
+        clocks.advance(10)
+        clocks.server += 60
+        node_a.step()
+    assert "the Redis clock jumped ahead 60.0 s: about 6 metric events" in caplog.text
+
+
+def test_a_clock_that_keeps_time_draws_no_warning(
+    node_a: Node, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="loginmetrics.aggregator.service"):
+        for _ in range(5):
+            node_a.step()
+            clocks.advance(10)
+            clocks.server += 0.5  # drift and slow replies stay under the tolerance
+    assert "Redis clock" not in caplog.text
