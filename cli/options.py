@@ -237,6 +237,14 @@ max_message_bytes = _option(
     default=default(WorkerSettings, "max_message_bytes"),
     help="Larger messages go to the dead-letter queue as too_large.",
 )
+max_field_bytes = _option(
+    "--max-field-bytes",
+    envvar="LOGINMETRICS_MAX_FIELD_BYTES",
+    type=click.IntRange(min=1),
+    default=default(WorkerSettings, "max_field_bytes"),
+    help="Longest user_id, app_version, ip, locale or device_type in UTF-8 bytes; longer ones "
+    "go to the dead-letter queue as value_too_long.",
+)
 
 
 def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -308,6 +316,7 @@ def build_worker_settings(
     group_id: str,
     batch_size: int,
     max_message_bytes: int,
+    max_field_bytes: int,
 ) -> WorkerSettings:
     """The one place a worker's settings are built from command-line values."""
     with bad_parameters():
@@ -321,6 +330,7 @@ def build_worker_settings(
             group_id=group_id,
             batch_size=batch_size,
             max_message_bytes=max_message_bytes,
+            max_field_bytes=max_field_bytes,
         )
 
 

@@ -34,6 +34,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.processes
 @options.batch_size
 @options.max_message_bytes
+@options.max_field_bytes
 @options.emit_interval
 @options.lease_seconds
 @click.pass_obj
@@ -50,6 +51,7 @@ def run(
     processes: int,
     batch_size: int,
     max_message_bytes: int,
+    max_field_bytes: int,
     emit_interval: float,
     lease_seconds: float,
 ) -> None:
@@ -70,6 +72,7 @@ def run(
         group_id,
         batch_size,
         max_message_bytes,
+        max_field_bytes,
     )
     aggregator = options.build_aggregator_settings(
         kafka, redis_url, redis_sentinel, layout, metrics_topic, emit_interval, lease_seconds

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 @options.processes
 @options.batch_size
 @options.max_message_bytes
+@options.max_field_bytes
 @click.pass_obj
 def worker(
     logs: LogSettings,
@@ -44,6 +45,7 @@ def worker(
     processes: int,
     batch_size: int,
     max_message_bytes: int,
+    max_field_bytes: int,
 ) -> None:
     """Consume login events into the shared Redis window.
 
@@ -63,6 +65,7 @@ def worker(
         group_id,
         batch_size,
         max_message_bytes,
+        max_field_bytes,
     )
     require_topics(kafka, [settings.input_topic, settings.dlq_topic])
     require_redis(redis_url, redis_sentinel)

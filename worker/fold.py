@@ -9,10 +9,12 @@ from typing import Any, Protocol
 from loginmetrics.window import WindowIncrements
 from loginmetrics.worker.validation import (
     DECODE_ERRORS,
+    DEFAULT_MAX_FIELD_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     LoginEvent,
     Rejection,
-    decode_event,
+    event_decoder,
+    fields_fit,
     is_utf8,
     validate,
 )
@@ -63,6 +65,7 @@ def fold_batch(
     records: Sequence[Record],
     applied: Mapping[int, int | None],
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
 ) -> FoldedBatch:
     """Fold the records of partitions in ``applied`` that come after their applied offset.
 
@@ -80,6 +83,7 @@ def fold_batch(
     # of consecutive records of one partition (consume() returns them in such runs), and
     # validate()'s fast path is inlined.
     add_user, add_ip, profile_count = users.add, ips.add, profiles.get
+    decode = event_decoder(max_field_bytes)
     reject = folded.rejected.append
     run_partition, first, last = NO_OFFSET, NO_OFFSET, NO_OFFSET
     owned, floor = False, NO_OFFSET
@@ -105,24 +109,36 @@ def fold_batch(
         event: LoginEvent | Rejection | None = None
         if value is not None and len(value) <= max_bytes:
             try:
-                event = decode_event(value)
+                event = decode(value)
             except DECODE_ERRORS:
                 pass
             else:
-                # Same checks as validate(): a finite timestamp, and a UTF-8 payload.
-                if event.timestamp - event.timestamp != 0 or not (
-                    value.isascii() or is_utf8(value)
+                # Same checks as validate(): a finite timestamp, a UTF-8 payload, and required
+                # strings neither blank nor over the limit. The decoder counted characters,
+                # which are bytes in an ASCII string, and a blank ASCII string starts with a
+                # character <= " ": rare strings (non-ASCII, or starting that low) are left to
+                # validate(). Device, version and locale are checked when new to the batch.
+                user, ip = event.user_id, event.ip
+                profile = (event.device_type, event.app_version, event.locale)
+                if (
+                    event.timestamp - event.timestamp != 0
+                    or user < "!"
+                    or ip < "!"
+                    or not (user.isascii() and ip.isascii())
+                    or not (value.isascii() or is_utf8(value))
+                    or (profile not in profiles and not fields_fit(event, max_field_bytes))
                 ):
                     event = None
         if event is None:
-            event = validate(value, max_bytes)  # the full verdict, and the reason if unusable
-        if type(event) is LoginEvent:
-            add_user(event.user_id)
-            add_ip(event.ip)
+            event = validate(value, max_bytes, max_field_bytes)  # the verdict, and the reason
+            if isinstance(event, Rejection):
+                reject(RejectedRecord(partition, offset, _timestamp_ms(record), value, event))
+                continue
+            user, ip = event.user_id, event.ip
             profile = (event.device_type, event.app_version, event.locale)
-            profiles[profile] = profile_count(profile, 0) + 1
-        else:
-            reject(RejectedRecord(partition, offset, _timestamp_ms(record), value, event))  # type: ignore[arg-type]
+        add_user(user)
+        add_ip(ip)
+        profiles[profile] = profile_count(profile, 0) + 1
     folded.book(run_partition, first, last)
     folded.increments = _increments(users, ips, profiles, invalid=len(folded.rejected))
     return folded

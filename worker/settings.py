@@ -9,7 +9,7 @@ from loginmetrics.runtime import defaults
 from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
-from loginmetrics.worker.validation import DEFAULT_MAX_MESSAGE_BYTES
+from loginmetrics.worker.validation import DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class WorkerSettings:
     batch_size: int = 10_000
     poll_timeout_seconds: float = 0.1
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Longest user_id, app_version, ip, locale or device_type, in UTF-8 bytes (value_too_long).
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
 
     def __post_init__(self) -> None:
         for option, topic in (
@@ -46,6 +48,8 @@ class WorkerSettings:
             raise ConfigError(
                 f"--max-message-bytes must be at least 1, got {self.max_message_bytes}"
             )
+        if self.max_field_bytes < 1:
+            raise ConfigError(f"--max-field-bytes must be at least 1, got {self.max_field_bytes}")
         if not self.poll_timeout_seconds > 0:
             raise ConfigError(f"the poll timeout must be positive, got {self.poll_timeout_seconds}")
 

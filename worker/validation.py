@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 
 REQUIRED_TEXT_FIELDS = ("user_id", "app_version", "ip", "locale", "device_type")
 REQUIRED_FIELDS = (*REQUIRED_TEXT_FIELDS, "timestamp")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+# Longest required string, in UTF-8 bytes: these values become Redis members and metric event keys.
+DEFAULT_MAX_FIELD_BYTES = 256
 # classify's reason for a document it finds nothing wrong with (only the event decoder refused it)
 DECODER_REFUSED = "Document refused by the event decoder"
 
@@ -24,6 +28,7 @@ class ErrorCode(StrEnum):
     MISSING_FIELDS = "missing_fields"
     WRONG_TYPE = "wrong_type"
     EMPTY_VALUE = "empty_value"
+    VALUE_TOO_LONG = "value_too_long"
     TOO_LARGE = "too_large"
 
 
@@ -47,8 +52,41 @@ class Rejection:
     document: dict[str, Any] | None = None
 
 
-# validate()'s fast path; worker.fold inlines it in its per-message loop.
-decode_event = msgspec.json.Decoder(LoginEvent).decode
+@functools.cache
+def event_decoder(max_field_bytes: int) -> Callable[[bytes], LoginEvent]:
+    """validate()'s fast path, which worker.fold inlines in its per-message loop.
+
+    The decoder refuses required strings of more than ``max_field_bytes`` characters: a string
+    that long is over the limit in bytes too. A shorter one may still be over it (a character
+    takes up to 4 bytes in UTF-8), which ``fields_fit`` checks.
+    """
+    text = Annotated[str, msgspec.Meta(min_length=1, max_length=max_field_bytes)]
+    # A subclass of its own for fold's inner loop; validate() hands out plain LoginEvents.
+    limited = msgspec.defstruct(
+        "BoundedLoginEvent",
+        [(name, text) for name in REQUIRED_TEXT_FIELDS],
+        bases=(LoginEvent,),
+        frozen=True,
+        gc=False,
+    )
+    return cast("Callable[[bytes], LoginEvent]", msgspec.json.Decoder(limited).decode)
+
+
+def fields_fit(event: LoginEvent, max_field_bytes: int) -> bool:
+    """No required string of ``event`` is only whitespace or over ``max_field_bytes`` bytes."""
+    for name in REQUIRED_TEXT_FIELDS:
+        text: str = getattr(event, name)
+        if text.isspace() or _utf8_length(text) > max_field_bytes:
+            return False
+    return True
+
+
+def _utf8_length(text: str) -> int:
+    # isascii() is O(1) in CPython; surrogatepass: a decoded JSON string never holds a lone
+    # surrogate, but a length check must not be what raises if one ever did.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 DECODE_ERRORS = (msgspec.DecodeError, RecursionError, MemoryError, ValueError)
 _decode_any = msgspec.json.Decoder().decode
 
@@ -64,20 +102,26 @@ _JSON_TYPE_NAMES = {
 
 
 def validate(
-    value: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    value: bytes | None,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
 ) -> LoginEvent | Rejection:
     """Return the event, or the reason it is unusable. Never raises, whatever the bytes."""
     if value is not None and len(value) <= max_bytes:
         try:
-            event = decode_event(value)
+            event = event_decoder(max_field_bytes)(value)
         except DECODE_ERRORS:
             pass
         else:
             # inf - inf is nan, which is not equal to itself: rejects non-finite numbers cheaply.
             # msgspec skips unknown fields without checking their UTF-8, so check the payload.
-            if event.timestamp - event.timestamp == 0 and is_utf8(value):
-                return event
-    rejection = classify(value, max_bytes)
+            if (
+                event.timestamp - event.timestamp == 0
+                and is_utf8(value)
+                and fields_fit(event, max_field_bytes)
+            ):
+                return _plain(event)
+    rejection = classify(value, max_bytes, max_field_bytes)
     if rejection.error == DECODER_REFUSED and rejection.document is not None:
         # Only a duplicated field name gets here: the event decoder type-checks every
         # occurrence, while the document keeps the last one (as json.loads, JSON.parse and
@@ -90,6 +134,17 @@ def validate(
     return rejection
 
 
+def _plain(event: LoginEvent) -> LoginEvent:
+    return LoginEvent(
+        event.user_id,
+        event.app_version,
+        event.ip,
+        event.locale,
+        event.device_type,
+        event.timestamp,
+    )
+
+
 def is_utf8(value: bytes) -> bool:
     if value.isascii():  # the common case, and much cheaper than decoding
         return True
@@ -100,7 +155,11 @@ def is_utf8(value: bytes) -> bool:
     return True
 
 
-def classify(value: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Rejection:
+def classify(
+    value: bytes | None,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> Rejection:
     """The slow path: name exactly what is wrong with a message the fast decoder refused."""
     if value is None:
         return Rejection(ErrorCode.NOT_AN_OBJECT, "Message has no value (tombstone)")
@@ -122,10 +181,10 @@ def classify(value: bytes | None, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) ->
     if not isinstance(document, dict):
         kind = _JSON_TYPE_NAMES.get(type(document), type(document).__name__)
         return Rejection(ErrorCode.NOT_AN_OBJECT, f"Payload is {kind}, expected a JSON object")
-    return _classify_document(document)
+    return _classify_document(document, max_field_bytes)
 
 
-def _classify_document(document: dict[str, Any]) -> Rejection:
+def _classify_document(document: dict[str, Any], max_field_bytes: int) -> Rejection:
     missing = [name for name in REQUIRED_FIELDS if name not in document]
     if missing:
         return Rejection(ErrorCode.MISSING_FIELDS, f"Missing required fields: {missing}", document)
@@ -147,9 +206,20 @@ def _classify_document(document: dict[str, Any]) -> Rejection:
         return Rejection(
             ErrorCode.WRONG_TYPE, f"Field 'timestamp' must be finite, got {timestamp}", document
         )
-    empty = [name for name in REQUIRED_TEXT_FIELDS if not document[name]]
+    # A blank value is empty whatever its length: empty_value comes before value_too_long.
+    empty = [name for name in REQUIRED_TEXT_FIELDS if not document[name].strip()]
     if empty:
-        return Rejection(ErrorCode.EMPTY_VALUE, f"Fields must not be empty: {empty}", document)
+        return Rejection(
+            ErrorCode.EMPTY_VALUE, f"Fields must not be empty or whitespace: {empty}", document
+        )
+    lengths = {name: _utf8_length(document[name]) for name in REQUIRED_TEXT_FIELDS}
+    too_long = [f"{name} ({n} bytes)" for name, n in lengths.items() if n > max_field_bytes]
+    if too_long:
+        return Rejection(
+            ErrorCode.VALUE_TOO_LONG,
+            f"Fields over the limit of {max_field_bytes} UTF-8 bytes: {', '.join(too_long)}",
+            document,
+        )
     # The fast decoder refused a document this path finds valid (a duplicated name: see
     # validate, which reads it the same way and accepts it).
     return Rejection(ErrorCode.WRONG_TYPE, DECODER_REFUSED, document)

@@ -51,6 +51,7 @@ ENV_IN_HELP = {
         "LOGINMETRICS_PROCESSES",
         "LOGINMETRICS_BATCH_SIZE",
         "LOGINMETRICS_MAX_MESSAGE_BYTES",
+        "LOGINMETRICS_MAX_FIELD_BYTES",
         "LOGINMETRICS_LEASE_SECONDS",
     ],
     "worker": [
@@ -61,6 +62,7 @@ ENV_IN_HELP = {
         "LOGINMETRICS_PROCESSES",
         "LOGINMETRICS_BATCH_SIZE",
         "LOGINMETRICS_MAX_MESSAGE_BYTES",
+        "LOGINMETRICS_MAX_FIELD_BYTES",
     ],
     "aggregate": ["REDIS_URL", "LOGINMETRICS_METRICS_TOPIC", "LOGINMETRICS_EMIT_INTERVAL"],
 }
@@ -121,6 +123,8 @@ def test_help_never_shows_a_secret_from_the_environment(command: str) -> None:
         (["run", "--emit-interval", "0"], "--emit-interval"),
         (["run", "--lease-seconds", "0.1"], "--lease-seconds"),
         (["run", "--batch-size", "0"], "--batch-size"),
+        (["run", "--max-field-bytes", "0"], "--max-field-bytes"),
+        (["worker", "--max-field-bytes", "-1"], "--max-field-bytes"),
         (["run", "--window", "301", "--bucket-seconds", "2"], "multiple"),
         (["worker", "--window", "301", "--bucket-seconds", "2"], "multiple"),
         (["run", "--security-protocol", "TLS"], "--security-protocol"),
@@ -189,6 +193,7 @@ def test_every_default_shown_comes_from_the_settings_that_own_it() -> None:
         worker.dlq_topic,
         worker.group_id,
         worker.batch_size,
+        worker.max_field_bytes,
         aggregator.metrics_topic,
         aggregator.lease_seconds,
         WindowLayout().window_seconds,

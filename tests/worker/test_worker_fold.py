@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loginmetrics.worker.fold import FoldedBatch, fold_batch
-from loginmetrics.worker.validation import ErrorCode
+from loginmetrics.worker.validation import ErrorCode, LoginEvent, Rejection, validate
 
 SECOND_MS = 1_737_421_077_000
 
@@ -276,3 +276,68 @@ def test_folding_in_batches_adds_up_to_folding_the_whole_stream(
     for b in batches:
         last.update(b.last_offsets)
     assert last == whole.last_offsets
+
+
+# -- the inlined fast path agrees with validate() ----------------------------------------------
+
+FIELD_LIMIT = 12  # small enough for hypothesis to cross it
+field_text = st.one_of(
+    st.sampled_from(["android", "iOS", "2.3.0", "TX", "u1", "10.0.0.1"]),
+    st.text(min_size=1, max_size=14),  # under and over the limit, one- to four-byte characters
+    st.text(alphabet=" \t\n\u00a0\u3000\x1c", min_size=1, max_size=3),  # blank
+    st.text(alphabet="!\x01 é😀", min_size=1, max_size=8),  # low, control and wide characters
+    st.just(""),
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.tuples(field_text, field_text, field_text, field_text, field_text), st.booleans()
+        ),
+        max_size=30,
+    )
+)
+def test_fold_judges_every_message_as_validate_does(
+    documents: list[tuple[tuple[str, str, str, str, str], bool]],
+) -> None:
+    values = []
+    for (user, ip, device, version, locale), ascii_only in documents:
+        document: dict[str, str | int] = {"user_id": user, "app_version": version, "ip": ip}
+        document |= {"locale": locale, "device_type": device, "timestamp": 1}
+        values.append(json.dumps(document, ensure_ascii=ascii_only).encode())
+    records = [Consumed(0, offset, value) for offset, value in enumerate(values)]
+
+    folded = fold_batch(records, {0: None}, max_field_bytes=FIELD_LIMIT)
+
+    verdicts = [validate(value, max_field_bytes=FIELD_LIMIT) for value in values]
+    events = [v for v in verdicts if isinstance(v, LoginEvent)]
+    rejections = [(offset, v.code) for offset, v in enumerate(verdicts) if isinstance(v, Rejection)]
+    assert [(r.offset, r.rejection.code) for r in folded.rejected] == rejections
+    assert folded.increments.valid == len(events)
+    assert folded.increments.users == {e.user_id for e in events}
+    assert folded.increments.ips == {e.ip for e in events}
+    assert folded.increments.devices == Counter(e.device_type for e in events)
+    assert folded.increments.versions == Counter(e.app_version for e in events)
+    assert folded.increments.locales == Counter(e.locale for e in events)
+
+
+def test_blank_and_too_long_values_are_dead_lettered_with_their_codes() -> None:
+    records = [
+        Consumed(0, 0, login("u1")),
+        Consumed(0, 1, login(" \t")),
+        Consumed(0, 2, login("x" * 60_000)),
+        Consumed(0, 3, login("u2", locale="\u3000")),
+        Consumed(0, 4, login("u3", version="v" * 257)),
+        Consumed(0, 5, login("u4", version="v" * 256)),
+    ]
+    folded = fold_batch(records, {0: None}, max_bytes=1 << 20)
+    assert [(r.offset, r.rejection.code) for r in folded.rejected] == [
+        (1, ErrorCode.EMPTY_VALUE),
+        (2, ErrorCode.VALUE_TOO_LONG),
+        (3, ErrorCode.EMPTY_VALUE),
+        (4, ErrorCode.VALUE_TOO_LONG),
+    ]
+    assert folded.increments.users == {"u1", "u4"}
+    assert folded.increments.versions == Counter({"2.3.0": 1, "v" * 256: 1})

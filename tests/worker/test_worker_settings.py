@@ -94,6 +94,7 @@ def test_settings_are_frozen() -> None:
         ({"dlq_topic": "user-login"}, "must differ"),
         ({"batch_size": 0}, "--batch-size"),
         ({"max_message_bytes": 0}, "--max-message-bytes"),
+        ({"max_field_bytes": 0}, "--max-field-bytes"),
     ],
 )
 def test_settings_check_themselves(changes: dict[str, object], message: str) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loginmetrics.worker.validation import (
+    DEFAULT_MAX_FIELD_BYTES,
     REQUIRED_FIELDS,
     REQUIRED_TEXT_FIELDS,
     ErrorCode,
@@ -51,7 +52,7 @@ def rejection(value: bytes | None, max_bytes: int | None = None) -> Rejection:
     return result
 
 
-def expected_code(document: Any) -> ErrorCode | None:
+def expected_code(document: Any, max_field_bytes: int = 256) -> ErrorCode | None:
     """The spec's rules, written independently of the code under test (None: valid)."""
     if not isinstance(document, dict):
         return ErrorCode.NOT_AN_OBJECT
@@ -66,8 +67,10 @@ def expected_code(document: Any) -> ErrorCode | None:
         or not math.isfinite(timestamp)
     ):
         return ErrorCode.WRONG_TYPE
-    if any(document[name] == "" for name in REQUIRED_TEXT_FIELDS):
+    if any(document[name].strip() == "" for name in REQUIRED_TEXT_FIELDS):
         return ErrorCode.EMPTY_VALUE
+    if any(len(document[name].encode()) > max_field_bytes for name in REQUIRED_TEXT_FIELDS):
+        return ErrorCode.VALUE_TOO_LONG
     return None
 
 
@@ -96,7 +99,10 @@ def test_the_login_of_the_spec_is_a_valid_event() -> None:
         pytest.param(login(timestamp=-1.5), id="negative-timestamp"),
         pytest.param(login(timestamp=10**30), id="huge-int-timestamp"),
         pytest.param(login(locale="Zürich", device_type="📱", user_id="用户"), id="unicode"),
-        pytest.param(login(user_id=" "), id="whitespace-is-not-empty"),
+        pytest.param(login(user_id=" a "), id="whitespace-around-a-value"),
+        pytest.param(login(user_id="u" * 256), id="exactly-max-field-bytes"),
+        pytest.param(login(locale="é" * 128), id="exactly-max-field-bytes-of-two-byte-chars"),
+        pytest.param(login(user_id="\x01"), id="a-control-character-is-not-blank"),
         pytest.param(login(device_id=None), id="null-device_id"),
     ],
 )
@@ -253,8 +259,61 @@ def test_an_empty_required_string_is_empty_value(field: str) -> None:
     document = login(**{field: ""})
     result = rejection(payload(document))
     assert result.code is ErrorCode.EMPTY_VALUE
-    assert result.error == f"Fields must not be empty: [{field!r}]"
+    assert result.error == f"Fields must not be empty or whitespace: [{field!r}]"
     assert result.document == document
+
+
+@pytest.mark.parametrize("blank", [" ", "\t\n\r ", "\u00a0", "\u3000\u2003", "\x1c", " " * 5000])
+@pytest.mark.parametrize("field", REQUIRED_TEXT_FIELDS)
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_a_whitespace_only_required_string_is_empty_value(
+    field: str, blank: str, ascii_only: bool
+) -> None:
+    # Blank whatever its length: a blank value over --max-field-bytes is empty_value too.
+    document = login(**{field: blank})
+    result = rejection(json.dumps(document, ensure_ascii=ascii_only).encode())
+    assert result.code is ErrorCode.EMPTY_VALUE
+    assert result.document == document
+
+
+@pytest.mark.parametrize("field", REQUIRED_TEXT_FIELDS)
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("u" * 257, id="ascii"),
+        pytest.param("é" * 129, id="two-byte-chars-under-the-limit-in-characters"),
+        pytest.param("😀" * 65, id="four-byte-chars"),
+        pytest.param("x" * 60_000, id="60-kB"),
+    ],
+)
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_a_required_string_over_max_field_bytes_is_value_too_long(
+    field: str, value: str, ascii_only: bool
+) -> None:
+    document = login(**{field: value})
+    result = rejection(json.dumps(document, ensure_ascii=ascii_only).encode())
+    assert result.code is ErrorCode.VALUE_TOO_LONG
+    assert result.error == (
+        f"Fields over the limit of 256 UTF-8 bytes: {field} ({len(value.encode())} bytes)"
+    )
+    assert result.document == document
+
+
+def test_the_field_limit_is_a_parameter_in_utf8_bytes() -> None:
+    short = login(user_id="u", app_version="1", ip="::1", locale="Zürich", device_type="iOS")
+    for ascii_only in (True, False):
+        value = json.dumps(short, ensure_ascii=ascii_only).encode()
+        assert isinstance(validate(value, max_field_bytes=7), LoginEvent)
+        # 6 characters, 7 bytes: over a 6-byte limit
+        result = validate(value, max_field_bytes=6)
+        assert isinstance(result, Rejection)
+        assert result.code is ErrorCode.VALUE_TOO_LONG
+        assert result.error == "Fields over the limit of 6 UTF-8 bytes: locale (7 bytes)"
+    assert DEFAULT_MAX_FIELD_BYTES == 256
+
+
+def test_optional_and_unknown_fields_have_no_field_limit() -> None:
+    assert isinstance(validate(payload(login(device_id="d" * 5000, note=" " * 5000))), LoginEvent)
 
 
 def test_an_empty_device_id_is_fine_it_is_not_required() -> None:
@@ -302,7 +361,11 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-text_field = st.one_of(st.text(min_size=1, max_size=20), st.just(""), json_values)
+# Blank strings by Python's str.isspace, the definition validation uses.
+blank_text = st.text(alphabet=" \t\n\r\x0b\x0c\x1c\x85\xa0\u2000\u3000", min_size=1, max_size=6)
+text_field = st.one_of(st.text(min_size=1, max_size=20), st.just(""), blank_text, json_values)
+# A field limit small enough for hypothesis to cross it, with one-, two- and four-byte characters.
+FIELD_LIMIT = 12
 timestamp_field = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -337,8 +400,8 @@ def test_validate_never_raises_on_arbitrary_bytes(value: bytes) -> None:
 @given(login_like | json_values, st.booleans())
 def test_validate_applies_the_rules_of_the_spec(document: Any, ascii_only: bool) -> None:
     value = json.dumps(document, ensure_ascii=ascii_only).encode()
-    result = validate(value, max_bytes=1 << 20)
-    code = expected_code(document)
+    result = validate(value, max_bytes=1 << 20, max_field_bytes=FIELD_LIMIT)
+    code = expected_code(document, FIELD_LIMIT)
     if code is None:
         assert isinstance(result, LoginEvent)
         assert result.user_id == document["user_id"]
@@ -354,8 +417,8 @@ def test_the_fast_and_the_slow_path_agree(document: dict[str, Any], ascii_only: 
     # classify only runs where the fast decoder refused; on what validate accepts it must find
     # nothing wrong, and where it finds nothing wrong validate must have accepted.
     value = json.dumps(document, ensure_ascii=ascii_only).encode()
-    accepted = isinstance(validate(value, max_bytes=1 << 20), LoginEvent)
-    assert accepted == (classify(value, max_bytes=1 << 20).error == NOTHING_WRONG)
+    accepted = isinstance(validate(value, 1 << 20, FIELD_LIMIT), LoginEvent)
+    assert accepted == (classify(value, 1 << 20, FIELD_LIMIT).error == NOTHING_WRONG)
 
 
 @given(st.binary(max_size=40))
