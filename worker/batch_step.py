@@ -20,7 +20,7 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
-from loginmetrics.worker.fold import FoldedBatch, Record, RejectedRecord, fold_batch
+from loginmetrics.worker.fold import NO_OFFSET, FoldedBatch, Record, RejectedRecord, fold_batch
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ class BatchStep:
         self._batch: PendingBatch | None = None
         self._unread: dict[int, int] = {}  # rewind: partition -> first offset of refused batch
         self._seeks: dict[int, int] = {}  # rewind: partition -> offset still to seek to
+        # partition -> offset up to which every dead letter is confirmed while this process owns
+        # it: messages read again after a rewind do not send theirs again.
+        self._lettered: dict[int, int] = {}
         self._retry_at = 0.0
         self._delays: Iterator[float] | None = None
         self._failures = 0
@@ -159,6 +162,7 @@ class BatchStep:
             self.applied.pop(partition, None)
             self._unread.pop(partition, None)
             self._seeks.pop(partition, None)
+            self._lettered.pop(partition, None)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -171,7 +175,9 @@ class BatchStep:
                 PartitionAdvance(partition, self.applied[partition], last)
                 for partition, last in folded.last_offsets.items()
             ]
-            self._batch = PendingBatch(folded, advances, folded.rejected, datetime.now(UTC))
+            lettered = self._lettered
+            unsent = [r for r in folded.rejected if r.offset > lettered.get(r.partition, NO_OFFSET)]
+            self._batch = PendingBatch(folded, advances, unsent, datetime.now(UTC))
 
     def _work(self) -> None:
         if self._batch is not None:
@@ -195,6 +201,9 @@ class BatchStep:
                     f"{len(failed)} dead letters not delivered to {self._dead_letters.dlq_topic}",
                     "the dead-letter topic",
                 )
+        for partition, last in pending.folded.last_offsets.items():
+            if partition in self.applied:
+                self._lettered[partition] = max(last, self._lettered.get(partition, NO_OFFSET))
         outcome = self._redis(
             lambda: self._writer.apply_batch(pending.advances, pending.folded.increments), "apply"
         )
