@@ -7,11 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from hypothesis import given
+import msgspec
+import pytest
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from loginmetrics.worker.dead_letter import (
-    KEPT_PAYLOAD_BYTES,
+    DEAD_LETTER_MAX_BYTES,
+    EXCERPT_BYTES,
     TOO_LARGE_EXCERPT_BYTES,
     dead_letter,
     encode_dead_letter,
@@ -188,7 +191,7 @@ def test_every_dead_letter_is_json_and_keeps_the_payload(
 
 def test_a_payload_over_the_kept_size_is_excerpted_whatever_its_code() -> None:
     # With --max-message-bytes raised, an invalid message can be larger than the DLQ accepts.
-    value = b"[" + b"1," * KEPT_PAYLOAD_BYTES + b"1]"
+    value = b"[" + b"1," * DEAD_LETTER_MAX_BYTES + b"1]"
     rejected = RejectedRecord(
         0, 7, None, value, Rejection(ErrorCode.NOT_AN_OBJECT, "Payload is an array")
     )
@@ -196,5 +199,99 @@ def test_a_payload_over_the_kept_size_is_excerpted_whatever_its_code() -> None:
 
     assert letter["message_truncated"] is True
     assert letter["message_bytes"] == len(value)
-    assert letter["message"] == value[:TOO_LARGE_EXCERPT_BYTES].decode()
-    assert len(encode_dead_letter(rejected, "user-login", datetime.now(UTC))) < 4096
+    assert letter["message"] == value[:EXCERPT_BYTES].decode()
+    assert len(encode_dead_letter(rejected, "user-login", datetime.now(UTC))) < 70_000
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        # 300 kB of raw control characters: not JSON, kept as text, 1.8 MB once escaped
+        pytest.param(b"\x01" * 300_000, "invalid_json", id="raw-controls"),
+        pytest.param(b'{"note": "' + b"\x01" * 300_000 + b'"}', "invalid_json", id="in-a-string"),
+        # an object re-encoded: 1e15 becomes 1000000000000000.0
+        pytest.param(b'{"n": [' + b"1e15," * 80_000 + b"1]}", "missing_fields", id="numbers"),
+        # escapes that stay escapes, over the bound as they are
+        pytest.param(
+            b'{"note": "' + b"\\u0001" * 100_000 + b'"}', "missing_fields", id="escaped-controls"
+        ),
+        pytest.param(bytes(range(128, 256)) * 3_600, "invalid_encoding", id="binary-base64"),
+    ],
+)
+def test_a_letter_that_would_not_fit_keeps_an_excerpt_and_the_length(
+    value: bytes, code: str
+) -> None:
+    encoded = encode_dead_letter(rejected(value, max_bytes=1_100_000), TOPIC, PROCESSED_AT)
+    letter = json.loads(encoded)
+
+    assert len(encoded) <= DEAD_LETTER_MAX_BYTES
+    assert letter["error_code"] == code
+    assert letter["source"] == {"partition": 3, "offset": 18211, "timestamp_ms": 1737421077000}
+    assert letter["message_truncated"] is True
+    assert letter["message_bytes"] == len(value)
+    if letter["message"] is None:
+        assert base64.b64decode(letter["message_base64"]) == value[:EXCERPT_BYTES]
+    else:
+        assert letter["message"].encode() == value[:EXCERPT_BYTES]
+
+
+def test_a_letter_that_fits_keeps_the_whole_payload() -> None:
+    document = {"note": "\x01" * 80_000}  # 480 kB once re-encoded: fits
+    letter = letter_of(json.dumps(document).encode(), max_bytes=1_100_000)
+    assert letter["message"] == document
+    assert "message_truncated" not in letter
+    value = b"\x01" * 80_000  # not JSON: kept as text, 480 kB once escaped
+    letter = letter_of(value, max_bytes=1_100_000)
+    assert (letter["error_code"], letter["message"]) == ("invalid_json", value.decode())
+    assert "message_truncated" not in letter
+
+
+# Fragments that grow when the letter re-encodes them, or that are not text at all.
+_GROWING = [b"\x01", b"\\u0001", b"1e15,", b"1E2,", b"[", b"\xff", b"\xe2\x82", b"\x00", b'\\"']
+
+
+@st.composite
+def hostile_payloads(draw: st.DrawFn) -> tuple[bytes, int]:
+    """(payload, --max-message-bytes): up to 1.1 MB, either side of the limit."""
+    # Sizes drawn around the interesting ones: hypothesis alone would stay small.
+    sizes = st.sampled_from([0, 1_000, 90_000, 200_000, 400_000, 900_000, 1_050_000])
+    max_bytes = draw(st.sampled_from([100, 64 * 1024, 400_000, 1_100_000]))
+    unit = draw(st.sampled_from(_GROWING) | st.binary(min_size=1, max_size=8))
+    body = unit * ((draw(sizes) + draw(st.integers(0, 1_000))) // len(unit))
+    wrap = draw(st.sampled_from(["raw", "object", "array"]))
+    if wrap == "object":
+        return b'{"user_id": "' + body + b'", "x": 1}', max_bytes
+    if wrap == "array":
+        return b"[" + body + b"]", max_bytes
+    return body, max_bytes
+
+
+@settings(max_examples=100, deadline=None)
+@given(hostile_payloads(), st.integers(0, 10_000), st.integers(0, 2**63 - 1))
+def test_no_payload_makes_a_dead_letter_over_the_bound(
+    payload: tuple[bytes, int], partition: int, offset: int
+) -> None:
+    value, max_bytes = payload
+    result = validate(value, max_bytes)
+    if not isinstance(result, Rejection):  # dead-letter it anyway: only the bound is at stake
+        result = Rejection(ErrorCode.WRONG_TYPE, "forced", msgspec.json.decode(value))
+    encoded = encode_dead_letter(
+        RejectedRecord(partition, offset, None, value, result), TOPIC, PROCESSED_AT
+    )
+
+    assert len(encoded) <= DEAD_LETTER_MAX_BYTES
+    letter = json.loads(encoded)
+    assert letter["source"] == {"partition": partition, "offset": offset, "timestamp_ms": None}
+    assert letter["error_code"] == result.code.value
+    event(f"truncated: {bool(letter.get('message_truncated'))}, {result.code.value}")
+    if letter.get("message_truncated"):
+        assert letter["message_bytes"] == len(value)
+    kept = (
+        base64.b64decode(letter["message_base64"])
+        if "message_base64" in letter
+        else None
+        if isinstance(letter["message"], dict)
+        else letter["message"].encode()
+    )
+    if kept is not None:
+        assert value.startswith(kept)
