@@ -39,6 +39,9 @@ _OCTET = tuple(str(n) for n in range(256))
 _STRIDE_FROM = 7919
 
 _encode = msgspec.json.Encoder().encode
+# One login's fields: user_id, app_version, ip, locale, device_id, timestamp, device_type (None:
+# left out). A plain tuple: this is made once per message on generate's fast path.
+_Login = tuple[str, str, str, str, str, int, str | None]
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class LoginTraffic:
 
     def login_event(self) -> dict[str, Any]:
         """One event of the mix, device_type left out in ``missing_device_type`` of them."""
-        return _event(*self._draw(self.user_id()))
+        return _event(self._draw(self.user_id()))
 
     def next_message(self) -> tuple[bytes, bytes]:
         """The next ``(key, value)``."""
@@ -207,7 +210,7 @@ class LoginTraffic:
             if kind is not None:
                 return self.invalid_message(kind)
         login = self._draw(self.user_id())
-        return login[0].encode(), _login_json(*login)
+        return login[0].encode(), _login_json(login)
 
     def messages(self, count: int) -> list[tuple[bytes, bytes]]:
         return [self.next_message() for _ in range(count)]
@@ -219,10 +222,10 @@ class LoginTraffic:
             key, value = self.invalid_message(kind)
             return PlannedMessage(key, value, EXPECTED_ERROR_CODE[kind], None, kind.value)
         login = self._draw(self.user_id())
-        key, value = login[0].encode(), _login_json(*login)
+        key, value = login[0].encode(), _login_json(login)
         if login[-1] is None:
             return PlannedMessage(key, value, MISSING_DEVICE_TYPE_CODE, None, "no_device_type")
-        return PlannedMessage(key, value, None, _event(*login))
+        return PlannedMessage(key, value, None, _event(login))
 
     def plan(self, count: int) -> list[PlannedMessage]:
         return [self.next_planned() for _ in range(count)]
@@ -230,7 +233,7 @@ class LoginTraffic:
     def invalid_message(self, kind: InvalidKind) -> tuple[bytes, bytes]:
         """A message of ``kind``, from a login of a random user (the walk is for logins)."""
         pool = self._pool
-        event = _event(*self._draw(self._rng.choice(pool) if pool else self.uuid4()))
+        event = _event(self._draw(self._rng.choice(pool) if pool else self.uuid4()))
         event.setdefault("device_type", self._rng.choice(self._device_types))
         key = event["user_id"].encode()
         return key, _invalid_payload(kind, event, self._rng)
@@ -245,7 +248,7 @@ class LoginTraffic:
             return self._rng.choice(_INVALID_KINDS)
         return None
 
-    def _draw(self, user_id: str) -> tuple[str, str, str, str, str, int, str | None]:
+    def _draw(self, user_id: str) -> _Login:
         rng = self._rng
         versions = self._versions
         version = versions[0] if len(versions) == 1 else rng.choice(versions)
@@ -261,15 +264,8 @@ class LoginTraffic:
         return user_id, version, ip, locale, self.uuid4(), int(self._clock()), device_type
 
 
-def _event(
-    user_id: str,
-    version: str,
-    ip: str,
-    locale: str,
-    device_id: str,
-    timestamp: int,
-    device_type: str | None,
-) -> dict[str, Any]:
+def _event(login: _Login) -> dict[str, Any]:
+    user_id, version, ip, locale, device_id, timestamp, device_type = login
     event: dict[str, Any] = {
         "user_id": user_id,
         "app_version": version,
@@ -283,17 +279,10 @@ def _event(
     return event
 
 
-def _login_json(
-    user_id: str,
-    version: str,
-    ip: str,
-    locale: str,
-    device_id: str,
-    timestamp: int,
-    device_type: str | None,
-) -> bytes:
-    """The JSON of ``_event()``, written out: every value is from a known alphabet (hex,
+def _login_json(login: _Login) -> bytes:
+    """The JSON of ``_event(login)``, written out: every value is from a known alphabet (hex,
     digits, the mix's checked values), so nothing needs escaping, and it is twice as fast."""
+    user_id, version, ip, locale, device_id, timestamp, device_type = login
     device = f',"device_type":"{device_type}"' if device_type else ""
     return (
         f'{{"user_id":"{user_id}","app_version":"{version}","ip":"{ip}",'
