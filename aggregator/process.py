@@ -14,6 +14,8 @@ from loginmetrics.aggregator.lease import AggregatorLease
 from loginmetrics.aggregator.service import Aggregator
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
+from loginmetrics.runtime.health import LoopProbe
+from loginmetrics.runtime.http_probe import child_probe
 from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_OK, graceful_stop, start_supervised_child
 from loginmetrics.window import WindowReader
@@ -21,7 +23,9 @@ from loginmetrics.window import WindowReader
 logger = logging.getLogger(__name__)
 
 
-def run_aggregator(settings: AggregatorSettings, stop: threading.Event) -> None:
+def run_aggregator(
+    settings: AggregatorSettings, stop: threading.Event, probe: LoopProbe | None = None
+) -> None:
     """Build this process's clients and run the aggregator loop until ``stop`` is set."""
     producer = Producer(
         kafka_client_config(
@@ -32,7 +36,7 @@ def run_aggregator(settings: AggregatorSettings, stop: threading.Event) -> None:
     try:
         lease = AggregatorLease(client, settings.layout, settings.lease_seconds)
         reader = WindowReader(client, settings.layout)
-        Aggregator(settings, producer, reader, lease, stop).run()
+        Aggregator(settings, producer, reader, lease, stop, probe=probe).run()
     finally:
         client.close()
 
@@ -45,13 +49,15 @@ def run_aggregator_process(
     stop = start_supervised_child(initializer)
     logger.info("aggregator process started (pid %d)", os.getpid())
     with exit_when_fatal():
-        run_aggregator(settings, stop)
+        run_aggregator(settings, stop, child_probe())
 
 
-def run_aggregator_in_foreground(settings: AggregatorSettings) -> int:
+def run_aggregator_in_foreground(
+    settings: AggregatorSettings, probe: LoopProbe | None = None
+) -> int:
     """``loginmetrics aggregate``: SIGINT or SIGTERM stops gracefully (exit 0: lease released,
     events flushed); a second one stops at once (exit 130); a Redis refusal no retry can fix
     exits 78 after one ERROR line."""
     with graceful_stop() as stop, exit_when_fatal():
-        run_aggregator(settings, stop)
+        run_aggregator(settings, stop, probe)
     return EXIT_OK

@@ -30,6 +30,8 @@ from loginmetrics.aggregator.ticks import (
     tick_window_end,
 )
 from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.health import LoopProbe, NoProbe
+from loginmetrics.runtime.metrics import aggregator_metrics, common_metrics
 from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import WindowReader
 
@@ -55,6 +57,7 @@ class Aggregator:
         stop: threading.Event,
         *,
         clock: Callable[[], float] = time.monotonic,
+        probe: LoopProbe | None = None,
     ) -> None:
         self._settings = settings
         self._layout = settings.layout
@@ -77,6 +80,8 @@ class Aggregator:
         self._pending: int | None = None  # claimed window end whose event is not produced yet
         self._announced_standby = False
         self._took_over = False
+        self._probe = probe or NoProbe()
+        self._metrics = aggregator_metrics()
 
     def run(self) -> None:
         """Until ``stop`` is set; then flush and release the lease for a standby to take.
@@ -84,7 +89,9 @@ class Aggregator:
         logger.info("aggregator %s: waiting for the lease", self._lease.token)
         try:
             while not self._stop.is_set():
-                self._stop.wait(self.step())
+                delay = self.step()
+                self._report_health()
+                self._stop.wait(delay)
         finally:
             self._shutdown()
 
@@ -96,6 +103,7 @@ class Aggregator:
                 self._emit_step()
         except RETRIABLE_ERRORS as exc:
             if isinstance(exc, redis.RedisError):
+                common_metrics().redis_error(exc)
                 raise_if_fatal(exc, "hold the aggregator lease, read the window or claim a tick")
             return self._retry_delay(exc)
         if self._failures:
@@ -123,8 +131,15 @@ class Aggregator:
             self._announced_standby = True
         self._next_lease_at = self._clock() + self._settings.renew_interval_seconds
 
+    def _report_health(self) -> None:
+        if self._failures:
+            self._probe.beat(False, "Redis or Kafka unavailable, retrying")
+        else:
+            self._probe.beat(True, "leading" if self.is_leader else "standing by")
+
     def _lead(self) -> None:
         self.is_leader = True
+        self._metrics.leader.set(1)
         self._announced_standby = False
         self._took_over = True
         self._next_tick_at = self._clock()  # emit the current tick now if nobody has
@@ -132,6 +147,7 @@ class Aggregator:
 
     def _lose(self, reason: str) -> None:
         self.is_leader = False
+        self._metrics.leader.set(0)
         logger.warning("lost leadership: %s; standing by", reason)
         if self._pending is not None:
             logger.warning("metric event of the window ending %d is not emitted", self._pending)
@@ -187,9 +203,19 @@ class Aggregator:
         self._publish(end)
 
     def _publish(self, end: int) -> None:
+        started = self._clock()
         totals = self._reader.read(end)
+        self._metrics.window_read_seconds.observe(self._clock() - started)
         event = build_metric_event(totals, datetime.now(UTC), self._layout.bucket_seconds)
         self._publisher.publish(event)
+        self._metrics.published(
+            event.total_messages,
+            event.total_errors,
+            event.error_rate,
+            event.active_users,
+            event.unique_ips,
+            event.processing_rate,
+        )
         self._pending = None
         self.emitted += 1
         logger.info(
@@ -227,6 +253,7 @@ class Aggregator:
         # claims already keep every window end to one event.
         if self.is_leader:
             self.is_leader = False
+            self._metrics.leader.set(0)
             self._release_lease()
         self._publisher.close()
         logger.info("aggregator stopped after %d metric events", self.emitted)

@@ -15,6 +15,7 @@ from loginmetrics.cli.broker import require_topics
 from loginmetrics.cli.config import describe_kafka
 from loginmetrics.cli.preflight import describe_redis, require_redis
 from loginmetrics.runtime.clients import SentinelConfig
+from loginmetrics.runtime.http_probe import aggregator_monitoring
 from loginmetrics.window import WindowLayout
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.metrics_topic
 @options.emit_interval
 @options.lease_seconds
+@options.metrics_port
 def aggregate(
     kafka: dict[str, str],
     redis_url: str,
@@ -52,6 +54,7 @@ def aggregate(
     metrics_topic: str,
     emit_interval: float,
     lease_seconds: float,
+    metrics_port: int | None,
 ) -> None:
     """Publish the sliding window's totals as metric events.
 
@@ -72,4 +75,6 @@ def aggregate(
     require_topics(kafka, [settings.metrics_topic])
     require_redis(redis_url, redis_sentinel)
     log_aggregator_startup(settings)
-    sys.exit(run_aggregator_in_foreground(settings))
+    with aggregator_monitoring(metrics_port, "loginmetrics-aggregator") as probe:
+        code = run_aggregator_in_foreground(settings, probe)
+    sys.exit(code)

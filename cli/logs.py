@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from loginmetrics.runtime.metrics import LogEventCounter
+
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -49,5 +51,5 @@ class LogSettings:
                 )
             )
         root = logging.getLogger()
-        root.handlers[:] = [handler]
+        root.handlers[:] = [handler, LogEventCounter()]
         root.setLevel(self.level.upper())

@@ -6,6 +6,7 @@ import click
 
 from loginmetrics.cli.aggregate_command import aggregate
 from loginmetrics.cli.generate_command import generate
+from loginmetrics.cli.health_command import health
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.print_command import print_messages
 from loginmetrics.cli.run_command import run
@@ -60,6 +61,7 @@ cli.add_command(generate)
 cli.add_command(run)
 cli.add_command(aggregate)
 cli.add_command(topics)
+cli.add_command(health)
 
 
 def main() -> None:

@@ -215,6 +215,14 @@ emit_interval = _option(
     default=default(AggregatorSettings, "emit_interval_seconds"),
     help="Seconds between metric events.",
 )
+metrics_port = _option(
+    "--metrics-port",
+    envvar="LOGINMETRICS_METRICS_PORT",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve Prometheus metrics at /metrics, and the /healthz and /readyz probes, on this "
+    "port (every interface); off when unset. A worker pool serves all its processes' figures.",
+)
 processes = _option(
     "--processes",
     envvar="LOGINMETRICS_PROCESSES",

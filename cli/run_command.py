@@ -16,6 +16,7 @@ from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.preflight import require_redis
 from loginmetrics.cli.worker_command import log_worker_startup
 from loginmetrics.runtime.clients import SentinelConfig
+from loginmetrics.runtime.http_probe import pool_monitoring
 from loginmetrics.runtime.supervisor import ChildSpec, Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
@@ -32,6 +33,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.dlq_topic
 @options.group_id
 @options.processes
+@options.metrics_port
 @options.batch_size
 @options.max_message_bytes
 @options.max_field_bytes
@@ -49,6 +51,7 @@ def run(
     dlq_topic: str,
     group_id: str,
     processes: int,
+    metrics_port: int | None,
     batch_size: int,
     max_message_bytes: int,
     max_field_bytes: int,
@@ -85,4 +88,11 @@ def run(
         *worker_specs(worker, processes),
         ChildSpec(AGGREGATOR_PROCESS, run_aggregator_process, (aggregator,)),
     ]
-    sys.exit(Supervisor(specs, initializer=logs.configure).run())
+    with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
+        supervisor = Supervisor(
+            specs,
+            initializer=logs.configure,
+            on_exit=monitor.child_exited if monitor else None,
+        )
+        code = supervisor.run()
+    sys.exit(code)

@@ -13,6 +13,8 @@ from loginmetrics.cli.config import describe_kafka
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.preflight import describe_redis, require_redis
 from loginmetrics.runtime.clients import SentinelConfig
+from loginmetrics.runtime.crash_loop import CrashLoop
+from loginmetrics.runtime.http_probe import pool_monitoring
 from loginmetrics.runtime.supervisor import Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 @options.dlq_topic
 @options.group_id
 @options.processes
+@options.metrics_port
 @options.batch_size
 @options.max_message_bytes
 @options.max_field_bytes
@@ -43,6 +46,7 @@ def worker(
     dlq_topic: str,
     group_id: str,
     processes: int,
+    metrics_port: int | None,
     batch_size: int,
     max_message_bytes: int,
     max_field_bytes: int,
@@ -70,7 +74,18 @@ def worker(
     require_topics(kafka, [settings.input_topic, settings.dlq_topic])
     require_redis(redis_url, redis_sentinel)
     log_worker_startup(settings, processes)
-    sys.exit(Supervisor(worker_specs(settings, processes), initializer=logs.configure).run())
+    specs = worker_specs(settings, processes)
+    # One process per pod: a child that keeps dying ends the pod, for Kubernetes to see.
+    crash_loop = CrashLoop() if processes == 1 else None
+    with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
+        supervisor = Supervisor(
+            specs,
+            initializer=logs.configure,
+            crash_loop=crash_loop,
+            on_exit=monitor.child_exited if monitor else None,
+        )
+        code = supervisor.run()
+    sys.exit(code)
 
 
 def log_worker_startup(settings: WorkerSettings, processes: int) -> None:

@@ -14,6 +14,7 @@ from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any, Protocol
 
+from loginmetrics.runtime.crash_loop import EXIT_CRASH_LOOP, CrashLoop
 from loginmetrics.runtime.signals import EXIT_FATAL, EXIT_FORCED, EXIT_OK, stop_signals
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         new_process: ProcessFactory | None = None,
         wait_any: Callable[[list[int], float], object] = wait,
+        crash_loop: CrashLoop | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self._specs = specs
         self._initializer = initializer
@@ -89,6 +92,10 @@ class Supervisor:
         self._stopping = False
         self._forced = False
         self._fatal: Child | None = None  # the child that exited with EXIT_FATAL, if one did
+        # Set: give up (exit EXIT_CRASH_LOOP) when children exit this often (a pool of one).
+        self._crash_loop = crash_loop
+        self._crash_looped = False
+        self._on_exit = on_exit  # called with the pid of every child that exited
 
     def run(self) -> int:
         with stop_signals(self._request_stop):
@@ -140,8 +147,12 @@ class Supervisor:
             if self._stopping or child.process.is_alive():
                 continue
             if child.restart_at is None:
+                self._exited(child)
                 if child.process.exitcode == EXIT_FATAL:
                     self._give_up(child)
+                    return 0.0
+                if self._crash_loop is not None and self._crash_loop.exited(now):
+                    self._give_up_crash_loop(child)
                     return 0.0
                 self._schedule_restart(child, now)
             assert child.restart_at is not None
@@ -181,6 +192,25 @@ class Supervisor:
         self._fatal = child
         self._stopping = True
 
+    def _give_up_crash_loop(self, child: Child) -> None:
+        assert self._crash_loop is not None
+        logger.error(
+            "%s (pid %s) exited with code %s, its %d-th exit within %.0f s: not restarting it; "
+            "exiting with code %d so that the orchestrator sees the crash loop",
+            child.spec.name,
+            child.process.pid,
+            child.process.exitcode,
+            self._crash_loop.exits,
+            self._crash_loop.within,
+            EXIT_CRASH_LOOP,
+        )
+        self._crash_looped = True
+        self._stopping = True
+
+    def _exited(self, child: Child) -> None:
+        if self._on_exit is not None and child.process.pid is not None:
+            self._on_exit(child.process.pid)
+
     def drain(self) -> int:
         """SIGTERM every child, wait up to the drain timeout, kill what is left; the exit code."""
         for child in self._children.values():
@@ -196,9 +226,13 @@ class Supervisor:
                 logger.warning("%s did not stop in time; killing it", child.spec.name)
                 child.process.kill()
                 child.process.join()
+        for child in self._children.values():
+            self._exited(child)
         logger.info("all processes stopped")
         if self._fatal is not None:
             return EXIT_FATAL
+        if self._crash_looped:
+            return EXIT_CRASH_LOOP
         return EXIT_FORCED if self._forced else EXIT_OK
 
 

@@ -17,6 +17,7 @@ import redis
 from confluent_kafka import KafkaException
 
 from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.metrics import WorkerMetrics, common_metrics, worker_metrics
 from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
@@ -84,6 +85,7 @@ class BatchStep:
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
         sleep: Callable[[float], object] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
@@ -106,6 +108,7 @@ class BatchStep:
         self._delays: Iterator[float] | None = None
         self._failures = 0
         self._trouble = ""
+        self._metrics = metrics or worker_metrics()
 
     @property
     def waiting(self) -> bool:
@@ -204,11 +207,14 @@ class BatchStep:
         for partition, last in pending.folded.last_offsets.items():
             if partition in self.applied:
                 self._lettered[partition] = max(last, self._lettered.get(partition, NO_OFFSET))
+        started = self._clock()
         outcome = self._redis(
             lambda: self._writer.apply_batch(pending.advances, pending.folded.increments), "apply"
         )
+        seconds = self._clock() - started
         self._batch = None
         if not outcome.applied:
+            self._metrics.batch_refused(seconds)
             self._refused(pending, outcome)
             return
         for advance in pending.advances:
@@ -220,6 +226,8 @@ class BatchStep:
         self.stats.messages += increments.total
         self.stats.valid += increments.valid
         self.stats.invalid += increments.invalid
+        codes = (rejected.rejection.code for rejected in pending.folded.rejected)
+        self._metrics.batch_applied(increments.valid, increments.invalid, codes, seconds)
 
     # -- refused batch: rewind to where the window is ----------------------------------------
 
@@ -289,6 +297,7 @@ class BatchStep:
         try:
             return operation()
         except redis.RedisError as exc:
+            common_metrics().redis_error(exc)
             raise_if_fatal(exc, what)
             raise _RetryLater(f"Redis unavailable ({exc}) trying to {what}", "Redis") from exc
 

@@ -13,6 +13,8 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.health import LoopProbe, NoProbe
+from loginmetrics.runtime.metrics import worker_metrics
 from loginmetrics.window import WindowWriter
 from loginmetrics.worker.batch_step import BatchStep, WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
@@ -46,6 +48,7 @@ class ConsumerShell:
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
         sleep: Callable[[float], object] | None = None,
+        probe: LoopProbe | None = None,
     ) -> None:
         self._settings = settings
         self._topic = settings.input_topic
@@ -65,6 +68,8 @@ class ConsumerShell:
         )
         self._paused = False
         self._delay = 0.0
+        self._probe = probe or NoProbe()
+        self._metrics = worker_metrics()
         # An exception must not leave librdkafka's rebalance callback (the C binding can turn
         # it into a SystemError later): kept here and raised from step().
         self._callback_error: BaseException | None = None
@@ -106,6 +111,7 @@ class ConsumerShell:
             error, self._callback_error = self._callback_error, None
             raise error
         self._delay = self.batch.step(records or [])
+        self._report_health()
         self._log_progress()
         return self._delay
 
@@ -128,12 +134,15 @@ class ConsumerShell:
     def pause(self) -> None:
         if not self._paused:
             self._paused = True
-            self._consumer.pause(self._consumer.assignment())
+            assignment = self._consumer.assignment()
+            self._consumer.pause(assignment)
+            self._metrics.partitions_paused.set(len(assignment))
 
     def resume(self) -> None:
         if self._paused:
             self._paused = False
             self._consumer.resume(self._consumer.assignment())
+            self._metrics.partitions_paused.set(0)
 
     def seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self._topic, partition, offset))
@@ -174,15 +183,27 @@ class ConsumerShell:
         consumer.incremental_assign(partitions)
         if self._paused:
             consumer.pause(partitions)
+            self._metrics.partitions_paused.inc(len(partitions))
         self.batch.assigned(applied)
         logger.info("assigned %s", ", ".join(f"{self._topic}[{p}]@{applied[p]}" for p in numbers))
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         self.batch.revoked(numbers)
+        self._metrics.lags(self._topic, dict.fromkeys(numbers, 0))  # its new owner reports it
+        if self._paused:
+            self._metrics.partitions_paused.dec(len(numbers))
         logger.info("revoked %s", numbers)
 
-    # -- progress --------------------------------------------------------------------------
+    # -- health and progress ---------------------------------------------------------------
+
+    def _report_health(self) -> None:
+        if self._paused:
+            self._probe.beat(False, "paused: the window or the dead-letter topic is unavailable")
+        elif not self.batch.applied:
+            self._probe.beat(False, "no partition assigned")
+        else:
+            self._probe.beat(True, "consuming")
 
     def _log_progress(self) -> None:
         now = self._clock()

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer
 
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
+from loginmetrics.runtime.http_probe import child_probe
+from loginmetrics.runtime.metrics import pool_metrics_served, worker_metrics
 from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import start_supervised_child
 from loginmetrics.runtime.supervisor import ChildSpec
 from loginmetrics.window import WindowWriter
 from loginmetrics.worker.consumer_shell import ConsumerShell
+from loginmetrics.worker.lag import lag_statistics
 from loginmetrics.worker.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -34,11 +37,17 @@ def run_worker_process(
     error that will not heal exits with ``EXIT_FATAL`` after one ERROR line."""
     stop = start_supervised_child(initializer)
     client_id = f"loginmetrics-worker-{index}-{os.getpid()}"
-    consumer = Consumer(kafka_client_config(settings.consumer_config(), settings.kafka, client_id))
+    probe = child_probe()
+    probe.beat(False, "starting")
+    metrics = worker_metrics()  # every figure at 0 from the start (offset gaps, batches...)
+    consumer_config = kafka_client_config(settings.consumer_config(), settings.kafka, client_id)
+    if pool_metrics_served():
+        consumer_config.update(lag_statistics(settings.input_topic, metrics.lags))
+    consumer = Consumer(consumer_config)
     producer = Producer(
         kafka_client_config(settings.dlq_producer_config(), settings.kafka, client_id)
     )
     writer = WindowWriter(redis_client(settings.redis_url), settings.layout, settings.input_topic)
     logger.info("worker %d started (pid %d)", index, os.getpid())
     with exit_when_fatal():
-        ConsumerShell(settings, consumer, producer, writer, stop).run()
+        ConsumerShell(settings, consumer, producer, writer, stop, probe=probe).run()

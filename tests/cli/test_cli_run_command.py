@@ -40,7 +40,9 @@ def supervised(monkeypatch: pytest.MonkeyPatch) -> list[FakeSupervisor]:
     made: list[FakeSupervisor] = []
     checks: list[str] = []
 
-    def make(specs: list[ChildSpec], initializer: Callable[[], None] | None) -> FakeSupervisor:
+    def make(
+        specs: list[ChildSpec], initializer: Callable[[], None] | None, **_options: object
+    ) -> FakeSupervisor:
         made.append(FakeSupervisor(specs, initializer, checks=checks))
         return made[-1]
 
@@ -98,7 +100,9 @@ def test_checks_topics_and_redis_before_starting_anything(
 def test_the_supervisors_exit_code_is_the_commands(
     supervised: list[FakeSupervisor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def forced(specs: list[ChildSpec], initializer: Callable[[], None] | None) -> FakeSupervisor:
+    def forced(
+        specs: list[ChildSpec], initializer: Callable[[], None] | None, **_options: object
+    ) -> FakeSupervisor:
         return FakeSupervisor(specs, initializer, exit_code=130)
 
     monkeypatch.setattr(run_command, "Supervisor", forced)
