@@ -396,3 +396,16 @@ def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
     assert_exact(client, stream)
     # Read again, not sent again: this process had them confirmed.
     assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+
+
+def test_a_fatal_refusal_inside_the_rebalance_callback_is_raised_from_the_loop(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.writer.fail_for(1e9, NoPermissionError("no permissions", status_code="NOPERM"))
+    worker.consumer.rebalance(assign=[0, 1])
+
+    with pytest.raises(FatalRedisError, match="read applied offsets"):
+        worker.shell.step()
+    assert worker.consumer.positions == {}, "nothing assigned, nothing consumed"
