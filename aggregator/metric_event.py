@@ -8,6 +8,14 @@ from datetime import UTC, datetime
 import msgspec
 
 from loginmetrics.window import WindowTotals
+from loginmetrics.window.layout import OTHER_VALUES
+
+# Most values an event lists per distribution unless --max-distribution-values says otherwise.
+DEFAULT_MAX_DISTRIBUTION_VALUES = 100
+# Most bytes of an encoded event, far below the producer's 1 MB message.max.bytes. Only long
+# values could reach it (100 values x 3 distributions x 256 bytes, escaped, is well under);
+# then fewer values are listed, so that no traffic can make an event the broker refuses.
+METRIC_EVENT_MAX_BYTES = 256 * 1024
 
 
 class MetricEvent(msgspec.Struct, frozen=True):
@@ -43,20 +51,48 @@ def epoch_iso(epoch_seconds: int) -> str:
     return utc_iso(datetime.fromtimestamp(epoch_seconds, UTC))
 
 
-def by_count(distribution: Mapping[str, int]) -> dict[str, int]:
-    """Largest count first, names alphabetically among equal counts."""
-    return dict(sorted(distribution.items(), key=lambda item: (-item[1], item[0])))
+def by_count(
+    distribution: Mapping[str, int], max_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES
+) -> dict[str, int]:
+    """Largest count first, names alphabetically among equal counts; at most ``max_values``
+    values, the others (and any ``OTHER_VALUES`` already there) summed under ``OTHER_VALUES``,
+    last. The sum never changes."""
+    ranked = sorted(
+        ((name, n) for name, n in distribution.items() if name != OTHER_VALUES),
+        key=lambda item: (-item[1], item[0]),
+    )
+    listed = dict(ranked[:max_values])
+    other = sum(distribution.values()) - sum(listed.values())
+    if other:
+        listed[OTHER_VALUES] = other
+    return listed
 
 
 def build_metric_event(
-    totals: WindowTotals, built_at: datetime, bucket_seconds: int
+    totals: WindowTotals,
+    built_at: datetime,
+    bucket_seconds: int,
+    max_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES,
 ) -> MetricEvent:
     """The metric event of the window ``totals`` describes, built at ``built_at``.
 
     ``processing_rate`` divides by the covered part of the window, from the start of the first
     bucket that saw a message to the window end (at least one bucket), so a window that only
     started filling a minute ago is not diluted by the empty minutes before it.
+
+    Each distribution lists at most ``max_values`` values, fewer if the encoded event would
+    exceed ``METRIC_EVENT_MAX_BYTES``; the rest is summed under ``OTHER_VALUES``.
     """
+    event = _metric_event(totals, built_at, bucket_seconds, max_values)
+    while max_values > 0 and len(encode_metric_event(event)) > METRIC_EVENT_MAX_BYTES:
+        max_values //= 2
+        event = _metric_event(totals, built_at, bucket_seconds, max_values)
+    return event
+
+
+def _metric_event(
+    totals: WindowTotals, built_at: datetime, bucket_seconds: int, max_values: int
+) -> MetricEvent:
     total = totals.total_messages
     if totals.first_active_bucket is None or total == 0:
         processing_rate = 0.0
@@ -75,9 +111,9 @@ def build_metric_event(
         unique_ips=totals.unique_ips,
         processing_rate=processing_rate,
         error_rate=error_rate,
-        device_distribution=by_count(totals.devices),
-        version_distribution=by_count(totals.versions),
-        location_distribution=by_count(totals.locales),
+        device_distribution=by_count(totals.devices, max_values),
+        version_distribution=by_count(totals.versions, max_values),
+        location_distribution=by_count(totals.locales, max_values),
         total_messages=total,
         total_errors=totals.invalid,
     )

@@ -7,11 +7,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from loginmetrics.aggregator.metric_event import DEFAULT_MAX_DISTRIBUTION_VALUES
 from loginmetrics.runtime import defaults
 from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.window.errors import WindowConfigError
+from loginmetrics.window.layout import TRACKED_VALUES
 
 # Below this a lease is renewed several times a second and a GC pause or a slow Redis reply
 # would hand leadership back and forth.
@@ -31,6 +33,8 @@ class AggregatorSettings:
     # The leader renews every third of this; a standby takes over at most ~4/3 of it after the
     # leader dies.
     lease_seconds: float = 15.0
+    # Most values a metric event lists per distribution; the rest is summed under "__other__".
+    max_distribution_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.emit_interval_seconds) and self.emit_interval_seconds > 0):
@@ -44,6 +48,12 @@ class AggregatorSettings:
             )
         if not self.metrics_topic:
             raise ConfigError("--metrics-topic must not be empty")
+        if not 1 <= self.max_distribution_values <= TRACKED_VALUES:
+            # More than a bucket tracks would list nothing more, and only make events larger.
+            raise ConfigError(
+                f"--max-distribution-values must be between 1 and {TRACKED_VALUES}, "
+                f"got {self.max_distribution_values}"
+            )
 
     @property
     def renew_interval_seconds(self) -> float:

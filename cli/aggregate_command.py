@@ -45,6 +45,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.metrics_topic
 @options.emit_interval
 @options.lease_seconds
+@options.max_distribution_values
 @options.metrics_port
 def aggregate(
     kafka: dict[str, str],
@@ -54,6 +55,7 @@ def aggregate(
     metrics_topic: str,
     emit_interval: float,
     lease_seconds: float,
+    max_distribution_values: int,
     metrics_port: int | None,
 ) -> None:
     """Publish the sliding window's totals as metric events.
@@ -70,7 +72,14 @@ def aggregate(
     the lease and exits 0.
     """
     settings = options.build_aggregator_settings(
-        kafka, redis_url, redis_sentinel, layout, metrics_topic, emit_interval, lease_seconds
+        kafka,
+        redis_url,
+        redis_sentinel,
+        layout,
+        metrics_topic,
+        emit_interval,
+        lease_seconds,
+        max_distribution_values,
     )
     require_topics(kafka, [settings.metrics_topic])
     require_redis(redis_url, redis_sentinel)

@@ -19,6 +19,7 @@ from loginmetrics.runtime import defaults
 from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
+from loginmetrics.window.layout import TRACKED_VALUES
 from loginmetrics.worker.settings import WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -305,6 +306,16 @@ lease_seconds = _option(
 )
 
 
+max_distribution_values = _option(
+    "--max-distribution-values",
+    envvar="LOGINMETRICS_MAX_DISTRIBUTION_VALUES",
+    type=click.IntRange(min=1, max=TRACKED_VALUES),
+    default=default(AggregatorSettings, "max_distribution_values"),
+    help="Most values a metric event lists per distribution (largest first); the rest is "
+    'summed under "__other__".',
+)
+
+
 @contextmanager
 def bad_parameters() -> Iterator[None]:
     """A settings class's own check failing is the user's bad parameter."""
@@ -350,6 +361,7 @@ def build_aggregator_settings(
     metrics_topic: str,
     emit_interval: float,
     lease_seconds: float,
+    max_distribution_values: int,
 ) -> AggregatorSettings:
     """The one place an aggregator's settings are built from command-line values."""
     with bad_parameters():
@@ -361,4 +373,5 @@ def build_aggregator_settings(
             metrics_topic=metrics_topic,
             emit_interval_seconds=emit_interval,
             lease_seconds=lease_seconds,
+            max_distribution_values=max_distribution_values,
         )

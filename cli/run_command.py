@@ -39,6 +39,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.max_field_bytes
 @options.emit_interval
 @options.lease_seconds
+@options.max_distribution_values
 @click.pass_obj
 def run(
     logs: LogSettings,
@@ -57,6 +58,7 @@ def run(
     max_field_bytes: int,
     emit_interval: float,
     lease_seconds: float,
+    max_distribution_values: int,
 ) -> None:
     """Run the whole pipeline: --processes workers and the aggregator.
 
@@ -78,7 +80,14 @@ def run(
         max_field_bytes,
     )
     aggregator = options.build_aggregator_settings(
-        kafka, redis_url, redis_sentinel, layout, metrics_topic, emit_interval, lease_seconds
+        kafka,
+        redis_url,
+        redis_sentinel,
+        layout,
+        metrics_topic,
+        emit_interval,
+        lease_seconds,
+        max_distribution_values,
     )
     require_topics(kafka, [input_topic, dlq_topic, metrics_topic])
     require_redis(redis_url, redis_sentinel)

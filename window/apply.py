@@ -10,7 +10,7 @@ import msgspec
 import redis
 
 from loginmetrics.window.increments import WindowIncrements
-from loginmetrics.window.layout import WindowLayout
+from loginmetrics.window.layout import OTHER_VALUES, WindowLayout
 from loginmetrics.window.scripts import load_lua
 
 _APPLY_BATCH = load_lua("loginmetrics.window", "apply_batch.lua")
@@ -87,6 +87,8 @@ class WindowWriter:
                 self._layout.bucket_seconds,
                 self._layout.ttl_seconds,
                 msgspec.json.encode(batch),
+                self._layout.tracked_values,
+                OTHER_VALUES,
             ],
         )
         if int(result[0]) == 1:

@@ -12,10 +12,14 @@
 --           "users": [...], "ips": [...],
 --           "devices": {name: n}, "versions": {name: n}, "locales": {name: n},
 --           "valid": n, "invalid": n}
+-- ARGV[5]  most values one bucket's distribution tracks (TRACKED_VALUES in window/layout.py)
+-- ARGV[6]  the member that counts every value beyond them: "__other__"
 --
 -- Keys written, B = start second of the current bucket by the Redis server clock:
 --   <prefix>B:users, <prefix>B:ips        HyperLogLog (PFADD)
---   <prefix>B:devices, :versions, :locales sorted sets (ZINCRBY)
+--   <prefix>B:devices, :versions, :locales sorted sets (ZINCRBY), at most ARGV[5] members plus
+--                                          ARGV[6]: a bucket's memory is bounded whatever the
+--                                          traffic, and each still sums to the valid count
 --   <prefix>B:counts                       hash with fields valid, invalid (HINCRBY)
 -- The bucket comes from the server clock so that every worker, on any host, writes the bucket
 -- the aggregator will read, and a bucket the aggregator has read is never written again.
@@ -48,12 +52,24 @@ local function pfadd(key, members)
   if #members > 0 then redis.call('EXPIRE', key, ttl) end
 end
 
+local tracked = tonumber(ARGV[5])
+local other = ARGV[6]
+
+-- A value already in the bucket, or a new one while there is room, is counted as itself; the
+-- rest under `other`. Counts are positive, so ZINCRBY returning n means the member is new.
 local function zincr(key, counts)
   local touched = false
+  local size = redis.call('ZCARD', key)
+  local beyond = 0
   for member, n in pairs(counts) do
-    redis.call('ZINCRBY', key, n, member)
+    if size < tracked or redis.call('ZSCORE', key, member) then
+      if tonumber(redis.call('ZINCRBY', key, n, member)) == n then size = size + 1 end
+    else
+      beyond = beyond + n
+    end
     touched = true
   end
+  if beyond > 0 then redis.call('ZINCRBY', key, beyond, other) end
   if touched then redis.call('EXPIRE', key, ttl) end
 end
 

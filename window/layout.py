@@ -21,6 +21,11 @@ class BucketField(StrEnum):
 
 COUNT_VALID = "valid"
 COUNT_INVALID = "invalid"
+# Most values a distribution (devices, versions, locales) tracks in one bucket; the apply script
+# counts any further value under OTHER_VALUES, so a bucket's memory is bounded whatever the
+# traffic while each distribution still sums to the bucket's valid count.
+TRACKED_VALUES = 1000
+OTHER_VALUES = "__other__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,8 @@ class WindowLayout:
     window_seconds: int = 300
     # Keys outlive the window by this much so a slow aggregator tick never reads a half-expired one.
     expiry_grace_seconds: int = 60
+    # Most values a distribution tracks per bucket (tests lower it; nothing else changes it).
+    tracked_values: int = TRACKED_VALUES
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c.isspace() for c in self.prefix):
@@ -45,6 +52,10 @@ class WindowLayout:
         if self.bucket_seconds < 1:
             raise WindowConfigError(
                 f"--bucket-seconds must be at least 1, got {self.bucket_seconds}"
+            )
+        if self.tracked_values < 1:
+            raise WindowConfigError(
+                f"a bucket must track at least one value, got {self.tracked_values}"
             )
         if self.window_seconds < self.bucket_seconds or self.window_seconds % self.bucket_seconds:
             raise WindowConfigError(
@@ -81,6 +92,11 @@ class WindowLayout:
 
     def bucket_keys(self, bucket_starts: range, field: BucketField) -> list[str]:
         return [self.bucket_key(start, field) for start in bucket_starts]
+
+    def union_key(self, field: BucketField) -> str:
+        """Scratch key of a window read: the union of a distribution's buckets, written and
+        deleted inside the read's MULTI/EXEC, so no other client ever sees it."""
+        return f"{self.prefix}:union:{field.value}"
 
     def applied_offsets_key(self, topic: str) -> str:
         """Hash of partition -> last offset of ``topic`` whose effect is in the window."""

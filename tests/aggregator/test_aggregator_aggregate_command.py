@@ -147,7 +147,9 @@ def test_settings_refuse_a_too_short_lease() -> None:
 
 def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
     with pytest.raises(click.BadParameter, match="--lease-seconds"):
-        options.build_aggregator_settings({}, "redis://x", None, WindowLayout(), "m", 10.0, 0.1)
+        options.build_aggregator_settings(
+            {}, "redis://x", None, WindowLayout(), "m", 10.0, 0.1, 100
+        )
 
 
 def test_settings_survive_the_trip_to_a_spawned_child() -> None:

@@ -6,9 +6,18 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from loginmetrics.aggregator.metric_event import build_metric_event, encode_metric_event
+from loginmetrics.aggregator.metric_event import (
+    DEFAULT_MAX_DISTRIBUTION_VALUES,
+    METRIC_EVENT_MAX_BYTES,
+    build_metric_event,
+    by_count,
+    encode_metric_event,
+)
 from loginmetrics.window import WindowTotals
+from loginmetrics.window.layout import OTHER_VALUES
 
 END = 1_737_417_730  # 2025-01-21T00:02:10 UTC
 BUILT_AT = datetime(2025, 1, 21, 0, 2, 10, 15516, tzinfo=UTC)
@@ -143,3 +152,88 @@ def test_timestamps_are_utc_without_offset() -> None:
 
     assert event.timestamp == "2025-01-21T00:02:06.000000"
     assert datetime.fromisoformat(event.window_end) == datetime(2025, 1, 21, 0, 2, 10)
+
+
+# -- bounded distributions ---------------------------------------------------------------------
+
+
+def test_an_event_lists_the_largest_values_and_sums_the_rest_as_other() -> None:
+    versions = {f"build-{i:03d}": i + 1 for i in range(150)}  # 11,325 logins
+    window = totals(valid=11_325, devices={"android": 11_325}, versions=versions)
+
+    event = build_metric_event(window, BUILT_AT, 1, max_values=100)
+
+    listed = list(event.version_distribution.items())
+    assert listed[:100] == [(f"build-{i:03d}", i + 1) for i in range(149, 49, -1)]
+    assert listed[100] == (OTHER_VALUES, sum(range(1, 51)))
+    assert len(listed) == 101
+    assert sum(event.version_distribution.values()) == event.window_size == 11_325
+
+
+def test_other_values_counted_in_redis_join_the_rest() -> None:
+    window = totals(valid=20, devices={"a": 20}, versions={"a": 9, "b": 5, "c": 2, OTHER_VALUES: 4})
+
+    event = build_metric_event(window, BUILT_AT, 1, max_values=2)
+
+    assert event.version_distribution == {"a": 9, "b": 5, OTHER_VALUES: 6}
+
+
+def test_the_original_generators_traffic_is_listed_whole() -> None:
+    locales = {f"S{i:02d}": 10 + i for i in range(50)}
+    valid = sum(locales.values())
+    window = totals(
+        valid=valid,
+        devices={"android": valid - 7, "iOS": 7},
+        versions={"2.3.0": valid},
+        locales=locales,
+    )
+
+    event = build_metric_event(window, BUILT_AT, 1)
+
+    assert (
+        event.location_distribution
+        == by_count(locales)
+        == dict(sorted(locales.items(), key=lambda item: -item[1]))
+    )
+    assert event.version_distribution == {"2.3.0": valid}
+    assert event.device_distribution == {"android": valid - 7, "iOS": 7}
+
+
+def test_an_event_of_long_values_lists_fewer_to_stay_small() -> None:
+    # 100 values of 256 control characters per distribution: 460 kB if all were listed.
+    names = {f"{i:03d}" + "\x01" * 253: 1 for i in range(100)}
+    window = totals(valid=100, devices=names, versions=names, locales=names)
+
+    event = build_metric_event(window, BUILT_AT, 1)
+
+    assert len(encode_metric_event(event)) <= METRIC_EVENT_MAX_BYTES
+    for distribution in (
+        event.device_distribution,
+        event.version_distribution,
+        event.location_distribution,
+    ):
+        assert 1 < len(distribution) < 100
+        assert sum(distribution.values()) == 100
+        assert OTHER_VALUES in distribution
+
+
+def test_the_default_lists_a_hundred_values() -> None:
+    assert DEFAULT_MAX_DISTRIBUTION_VALUES == 100
+
+
+@given(
+    st.dictionaries(st.text(max_size=6), st.integers(1, 1000), max_size=80),
+    st.integers(0, 30),
+)
+def test_a_listed_distribution_keeps_its_sum_and_its_largest_values(
+    distribution: dict[str, int], max_values: int
+) -> None:
+    listed = by_count(distribution, max_values)
+
+    assert sum(listed.values()) == sum(distribution.values())
+    named = {name: n for name, n in listed.items() if name != OTHER_VALUES}
+    assert len(named) <= max_values
+    assert all(distribution[name] == n for name, n in named.items())
+    left_out = [n for name, n in distribution.items() if name not in named]
+    assert all(n <= min(named.values()) for n in left_out) if named else True
+    assert list(named.values()) == sorted(named.values(), reverse=True)

@@ -53,6 +53,7 @@ ENV_IN_HELP = {
         "LOGINMETRICS_MAX_MESSAGE_BYTES",
         "LOGINMETRICS_MAX_FIELD_BYTES",
         "LOGINMETRICS_LEASE_SECONDS",
+        "LOGINMETRICS_MAX_DISTRIBUTION_VALUES",
     ],
     "worker": [
         "REDIS_URL",
@@ -64,7 +65,12 @@ ENV_IN_HELP = {
         "LOGINMETRICS_MAX_MESSAGE_BYTES",
         "LOGINMETRICS_MAX_FIELD_BYTES",
     ],
-    "aggregate": ["REDIS_URL", "LOGINMETRICS_METRICS_TOPIC", "LOGINMETRICS_EMIT_INTERVAL"],
+    "aggregate": [
+        "REDIS_URL",
+        "LOGINMETRICS_METRICS_TOPIC",
+        "LOGINMETRICS_EMIT_INTERVAL",
+        "LOGINMETRICS_MAX_DISTRIBUTION_VALUES",
+    ],
 }
 # Options without an environment variable of their own, and why.
 NO_ENV = {("generate", "topic"): "an override of --input-topic (LOGINMETRICS_INPUT_TOPIC)"}
@@ -124,6 +130,8 @@ def test_help_never_shows_a_secret_from_the_environment(command: str) -> None:
         (["run", "--lease-seconds", "0.1"], "--lease-seconds"),
         (["run", "--batch-size", "0"], "--batch-size"),
         (["run", "--max-field-bytes", "0"], "--max-field-bytes"),
+        (["run", "--max-distribution-values", "0"], "--max-distribution-values"),
+        (["aggregate", "--max-distribution-values", "1001"], "--max-distribution-values"),
         (["worker", "--max-field-bytes", "-1"], "--max-field-bytes"),
         (["run", "--window", "301", "--bucket-seconds", "2"], "multiple"),
         (["worker", "--window", "301", "--bucket-seconds", "2"], "multiple"),
@@ -196,6 +204,7 @@ def test_every_default_shown_comes_from_the_settings_that_own_it() -> None:
         worker.max_field_bytes,
         aggregator.metrics_topic,
         aggregator.lease_seconds,
+        aggregator.max_distribution_values,
         WindowLayout().window_seconds,
     ):
         assert f"default: {value}" in help_text

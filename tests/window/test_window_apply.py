@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from loginmetrics.window import (
     BucketField,
     PartitionAdvance,
+    WindowConfigError,
     WindowIncrements,
     WindowLayout,
     WindowWriter,
 )
+from loginmetrics.window.layout import OTHER_VALUES, TRACKED_VALUES
 
 TOPIC = "user-login"
 LAYOUT = WindowLayout(prefix="lm-test", bucket_seconds=1, window_seconds=60)
@@ -335,3 +337,113 @@ def test_any_names_and_counts_reach_redis_exactly(
     assert totals.valid == sum(expected_devices.values())
     assert totals.invalid == sum(invalid for _, _, invalid in batches)
     assert totals.users == pytest.approx(len(users), rel=0.03)
+
+
+# -- bounded distributions -------------------------------------------------------------------
+
+# One bucket for the whole test (an hour), and a small number of tracked values.
+SMALL = WindowLayout(prefix="lm-small", bucket_seconds=3600, window_seconds=3600, tracked_values=5)
+
+
+def bucket_distribution(client: Any, layout: WindowLayout, bucket: int) -> dict[str, int]:
+    pairs = client.zrange(layout.bucket_key(bucket, BucketField.VERSIONS), 0, -1, withscores=True)
+    return {member.decode(): int(score) for member, score in pairs}
+
+
+def apply_versions(client: Any, layout: WindowLayout, batches: list[dict[str, int]]) -> list[int]:
+    writer = WindowWriter(client, layout, TOPIC)
+    buckets = []
+    for offset, versions in enumerate(batches):
+        devices = {"android": sum(versions.values())}
+        outcome = writer.apply_batch(
+            [PartitionAdvance(0, offset - 1 if offset else None, offset)],
+            increments(devices=devices, versions=versions),
+        )
+        assert outcome.applied
+        buckets.append(outcome.bucket or 0)
+    return buckets
+
+
+def test_a_bucket_tracks_a_fixed_number_of_values_and_counts_the_rest_as_other(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    batches = [
+        {"a": 3, "b": 1, "c": 2},
+        {"d": 1, "a": 1, "e": 4, "f": 7, "g": 1},  # room for two of the four new values
+        {"f": 1, "c": 1, "h": 2},  # f and c counted only if tracked; h never is
+    ]
+    buckets = apply_versions(fake_redis, SMALL, batches)
+    assert len(set(buckets)) == 1
+
+    stored = bucket_distribution(fake_redis, SMALL, buckets[0])
+    tracked = {name: n for name, n in stored.items() if name != OTHER_VALUES}
+    assert len(tracked) == SMALL.tracked_values
+    assert {"a", "b", "c"} <= set(tracked)
+    assert "h" not in tracked
+    truth: Counter[str] = Counter()
+    for batch in batches:
+        truth.update(batch)
+    # Each tracked value is exact; the rest is all under "__other__"; the sum is the valid count.
+    assert tracked == {name: truth[name] for name in tracked}
+    assert stored[OTHER_VALUES] == sum(truth.values()) - sum(tracked.values())
+    assert sum(stored.values()) == read_buckets(fake_redis, buckets, SMALL).valid == 24
+
+
+def test_with_the_original_generators_values_nothing_is_folded(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    locales = [f"L{i:02d}" for i in range(50)]  # 50 states, 2 device types, 1 version
+    batch = increments(
+        devices={"android": 30, "iOS": 20},
+        versions={"2.3.0": 50},
+        locales=dict.fromkeys(locales, 1),
+    )
+    outcome = WindowWriter(fake_redis, LAYOUT, TOPIC).apply_batch(
+        [PartitionAdvance(0, None, 0)], batch
+    )
+    totals = read_buckets(fake_redis, [outcome.bucket or 0])
+    assert totals.locales == Counter(dict.fromkeys(locales, 1))
+    assert totals.devices == Counter({"android": 30, "iOS": 20})
+    assert OTHER_VALUES not in totals.versions
+
+
+def test_the_default_bucket_tracks_a_thousand_values() -> None:
+    assert WindowLayout().tracked_values == TRACKED_VALUES == 1000
+    with pytest.raises(WindowConfigError):
+        WindowLayout(tracked_values=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 8),
+    st.lists(
+        st.dictionaries(
+            st.text(alphabet="abcdefghijklmnop", min_size=1, max_size=2),
+            st.integers(1, 50),
+            max_size=40,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_bucket_distributions_sum_to_the_valid_count_whatever_the_cardinality(
+    tracked: int, batches: list[dict[str, int]]
+) -> None:
+    layout = WindowLayout(
+        prefix="lm-prop", bucket_seconds=3600, window_seconds=3600, tracked_values=tracked
+    )
+    client = fakeredis.FakeRedis()
+    buckets = apply_versions(client, layout, batches)
+    truth: dict[int, Counter[str]] = {}
+    for bucket, batch in zip(buckets, batches, strict=True):
+        truth.setdefault(bucket, Counter()).update(batch)
+
+    for bucket, counts in truth.items():
+        stored = bucket_distribution(client, layout, bucket)
+        other = stored.pop(OTHER_VALUES, 0)
+        assert len(stored) <= tracked  # bounded memory
+        assert len(stored) == min(tracked, len(counts))  # no room left unused
+        assert stored == {name: counts[name] for name in stored}  # tracked values are exact
+        assert other == sum(counts.values()) - sum(stored.values())
+        valid = read_buckets(client, [bucket], layout).valid
+        assert sum(stored.values()) + other == valid

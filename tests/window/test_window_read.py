@@ -21,6 +21,8 @@ from loginmetrics.window import (
     WindowTotals,
     WindowWriter,
 )
+from loginmetrics.window.layout import OTHER_VALUES
+from loginmetrics.window.read import top_distribution
 
 LAYOUT = WindowLayout(prefix="lm-test", bucket_seconds=5, window_seconds=30)
 END = 1_736_654_000  # a bucket boundary
@@ -269,3 +271,97 @@ def test_a_window_is_the_sum_of_the_buckets_inside_it(
     assert totals.unique_ips == len(distinct)
     active = [i for i, c in inside.items() if c["devices"] or c["invalid"]]
     assert totals.first_active_bucket == (START + min(active) * bucket if active else None)
+
+
+# -- bounded distributions ---------------------------------------------------------------------
+
+
+def test_a_read_lists_the_largest_values_and_sums_the_rest_as_other(client: Any) -> None:
+    write_bucket(client, START, versions={"a": 9, "b": 1, "c": 4}, devices={"x": 14}, valid=14)
+    write_bucket(
+        client,
+        START + LAYOUT.bucket_seconds,
+        versions={"b": 2, "d": 5, OTHER_VALUES: 7},  # "__other__" written by a full bucket
+        devices={"x": 14},
+        valid=14,
+    )
+
+    totals = WindowReader(client, LAYOUT, max_values=2).read(END)
+
+    assert totals.versions == {"a": 9, "d": 5, OTHER_VALUES: 14}  # b 3, c 4 and 7 folded
+    assert sum(totals.versions.values()) == totals.valid == 28
+    assert totals.devices == {"x": 28}  # few values: exact, no "__other__"
+
+
+def test_a_read_of_few_values_keeps_the_other_a_bucket_counted(client: Any) -> None:
+    write_bucket(client, START, versions={"a": 2, OTHER_VALUES: 3}, devices={"x": 5}, valid=5)
+    assert WindowReader(client, LAYOUT, max_values=2).read(END).versions == {
+        "a": 2,
+        OTHER_VALUES: 3,
+    }
+
+
+def test_the_read_leaves_no_scratch_key_behind(client: Any) -> None:
+    write_bucket(client, START, versions={"a": 2, "b": 1}, devices={"x": 3}, valid=3)
+    before = set(client.keys("*"))
+    WindowReader(client, LAYOUT, max_values=1).read(END)
+    assert set(client.keys("*")) == before
+
+
+def test_top_distribution_is_whole_when_every_value_was_read() -> None:
+    assert top_distribution([(b"a", 3.0), (b"b", 1.0)], 2, 4, max_values=2) == {"a": 3, "b": 1}
+    assert top_distribution([("a", 3.0), (OTHER_VALUES, 2.0), ("b", 1.0)], 5, 9, 2) == {
+        "a": 3,
+        "b": 1,
+        OTHER_VALUES: 5,
+    }
+
+
+versions_of_a_bucket = st.dictionaries(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=3),
+    st.integers(1, 30),
+    max_size=60,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(versions_of_a_bucket, min_size=1, max_size=6),
+    st.integers(1, 10),
+    st.integers(1, 12),
+)
+def test_every_distribution_sums_to_window_size_whatever_the_cardinality(
+    buckets: list[dict[str, int]], tracked: int, max_values: int
+) -> None:
+    layout = WindowLayout(
+        prefix="lm-card", bucket_seconds=5, window_seconds=30, tracked_values=tracked
+    )
+    client = fakeredis.FakeRedis()
+    writer = WindowWriter(client, layout, "user-login")
+    applied = []
+    for offset, versions in enumerate(buckets):
+        valid = sum(versions.values())
+        batch = WindowIncrements(
+            devices=Counter({"android": valid}), versions=Counter(versions), valid=valid
+        )
+        outcome = writer.apply_batch(
+            [PartitionAdvance(0, offset - 1 if offset else None, offset)], batch
+        )
+        assert outcome.bucket is not None
+        applied.append(outcome.bucket)
+    truth: Counter[str] = Counter()
+    for versions in buckets:
+        truth.update(versions)
+
+    totals = WindowReader(client, layout, max_values=max_values).read(
+        max(applied) + layout.bucket_seconds
+    )
+
+    assert totals.valid == sum(truth.values())
+    assert sum(totals.versions.values()) == totals.valid
+    assert sum(totals.devices.values()) == totals.valid
+    listed = {name: n for name, n in totals.versions.items() if name != OTHER_VALUES}
+    assert len(listed) <= max_values
+    assert all(n <= truth[name] for name, n in listed.items())  # a value is never over-counted
+    if len(truth) <= tracked and len(truth) <= max_values:
+        assert totals.versions == dict(truth)  # few values: exact
