@@ -1,6 +1,6 @@
 """The shared Redis window: key layout, bucket math, the atomic batch apply and the window read."""
 
-from loginmetrics.window.apply import ApplyOutcome, PartitionAdvance, WindowWriter
+from loginmetrics.window.apply import ApplyOutcome, NewIncarnation, PartitionAdvance, WindowWriter
 from loginmetrics.window.errors import WindowConfigError
 from loginmetrics.window.increments import WindowIncrements
 from loginmetrics.window.layout import BucketField, WindowLayout
@@ -9,6 +9,7 @@ from loginmetrics.window.read import WindowReader, WindowTotals
 __all__ = [
     "ApplyOutcome",
     "BucketField",
+    "NewIncarnation",
     "PartitionAdvance",
     "WindowConfigError",
     "WindowIncrements",

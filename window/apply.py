@@ -14,6 +14,8 @@ from loginmetrics.window.layout import OTHER_VALUES, WindowLayout
 from loginmetrics.window.scripts import load_lua
 
 _APPLY_BATCH = load_lua("loginmetrics.window", "apply_batch.lua")
+_ADOPT_TOPIC = load_lua("loginmetrics.window", "adopt_topic.lua")
+_RESTART_PARTITION = load_lua("loginmetrics.window", "restart_partition.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,15 @@ class PartitionAdvance:
 
 
 @dataclass(frozen=True, slots=True)
+class NewIncarnation:
+    """The input topic was recreated: the window's offsets belonged to ``old_topic_id`` and
+    were dropped (``dropped_offsets``: partition -> last applied offset)."""
+
+    old_topic_id: str
+    dropped_offsets: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyOutcome:
     """Either the batch went into ``bucket``, or ``partition`` belongs to someone else now."""
 
@@ -41,6 +52,10 @@ class ApplyOutcome:
 
 def _offset_text(offset: int | None) -> str:
     return "" if offset is None else str(offset)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _parse_offset(raw: bytes | str | None) -> int | None:
@@ -56,7 +71,28 @@ class WindowWriter:
         self._client = client
         self._layout = layout
         self._offsets_key = layout.applied_offsets_key(topic)
+        self._topic_id_key = layout.topic_id_key(topic)
         self._apply = client.register_script(_APPLY_BATCH)
+        self._adopt_topic = client.register_script(_ADOPT_TOPIC)
+        self._restart_partition = client.register_script(_RESTART_PARTITION)
+
+    def adopt_topic(self, topic_id: str) -> NewIncarnation | None:
+        """Tie the applied offsets to the topic id the broker reports; None when they already
+        belong to it (or none was recorded yet)."""
+        result = self._adopt_topic(keys=[self._offsets_key, self._topic_id_key], args=[topic_id])
+        if int(result[0]) == 0:
+            return None
+        flat = [_text(value) for value in result[2:]]
+        dropped = {int(p): int(o) for p, o in zip(flat[::2], flat[1::2], strict=True) if o}
+        return NewIncarnation(_text(result[1]), dropped)
+
+    def restart_partition(self, partition: int, expected: int, last: int | None) -> bool:
+        """Move ``partition``'s applied offset from ``expected`` to ``last`` (None: forget it);
+        False when the stored offset is not ``expected`` any more."""
+        moved = self._restart_partition(
+            keys=[self._offsets_key], args=[partition, str(expected), _offset_text(last)]
+        )
+        return int(moved) == 1
 
     def applied_offsets(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """Last applied offset of each partition, None where the window has none yet."""

@@ -102,6 +102,11 @@ class WindowLayout:
         """Hash of partition -> last offset of ``topic`` whose effect is in the window."""
         return f"{self.prefix}:applied:{topic}"
 
+    def topic_id_key(self, topic: str) -> str:
+        """The Kafka topic id (UUID) the applied offsets of ``topic`` belong to: a recreated
+        topic has another id, and offsets of the old one mean nothing in it."""
+        return f"{self.prefix}:topic-id:{topic}"
+
     @property
     def aggregator_lease_key(self) -> str:
         return f"{self.prefix}:aggregator:lease"
