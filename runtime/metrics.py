@@ -22,13 +22,15 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from loginmetrics.runtime.redis_errors import error_code
+from loginmetrics.runtime.redis_errors import NOT_NOW_CODES, error_code
 
 # Set in a pool's environment (by the supervisor, before spawning): the private directory where
 # each process's figures are kept (prometheus-client's multiprocess mode reads it at import).
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Kinds of Redis error that exist at 0 from the start (a pool exports only series it has seen).
+EXPECTED_REDIS_ERROR_KINDS = ("connection", "timeout", *sorted(NOT_NOW_CODES))
 # A batch apply is one Lua script of 1-10k messages (~1-20 ms on a healthy Redis); a window
 # read is a few multi-key commands over the window's buckets.
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -48,8 +50,11 @@ class CommonMetrics:
         self.log_events = Counter(
             "loginmetrics_log_events", "Log records written, by level", ["level"], registry=None
         )
-        for level in LOG_LEVELS:  # at 0 from the start, so increase() sees the first record
+        # At 0 from the start, so that increase() sees the first one.
+        for level in LOG_LEVELS:
             self.log_events.labels(level)
+        for kind in EXPECTED_REDIS_ERROR_KINDS:
+            self.redis_errors.labels(kind)
 
     def redis_error(self, exc: redis.RedisError) -> None:
         self.redis_errors.labels(redis_error_kind(exc)).inc()
