@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 import click
 
 from loginmetrics.aggregator.settings import AggregatorSettings
-from loginmetrics.cli.config import build_kafka_config
+from loginmetrics.cli.config import (
+    KafkaSetting,
+    build_kafka_config,
+    kafka_secrets,
+    redis_secrets,
+)
+from loginmetrics.cli.logs import register_secrets
 from loginmetrics.runtime import defaults
 from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
@@ -71,6 +77,7 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
             ssl_ca_location,
             kafka_config,
         )
+        register_secrets(kafka_secrets(kwargs["kafka"]))
         return command(*args, **kwargs)
 
     return _apply(
@@ -116,10 +123,12 @@ def kafka_connection(command: Callable[..., Any]) -> Callable[..., Any]:
                 "-X",
                 envvar="LOGINMETRICS_KAFKA_CONFIG",
                 multiple=True,
+                type=KafkaSetting(),
                 default=(),
                 show_default=False,
-                metavar="KEY=VALUE",
-                help="Any other librdkafka setting; repeatable (env: space-separated).",
+                help="Any other librdkafka setting; repeatable. Values may contain spaces; in the "
+                "environment variable put one KEY=VALUE per line, or separate them with ';' on "
+                "a single line. Secrets (passwords, keys, tokens, .pem) are never logged.",
             ),
         ],
         wrapper,
@@ -147,6 +156,7 @@ def redis_connection(command: Callable[..., Any]) -> Callable[..., Any]:
                     redis_sentinel_password or None,
                 )
         kwargs["redis_sentinel"] = sentinel
+        register_secrets(redis_secrets(kwargs["redis_url"], redis_sentinel_password))
         return command(*args, **kwargs)
 
     return _apply(

@@ -100,7 +100,7 @@ def run(
     with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
         supervisor = Supervisor(
             specs,
-            initializer=logs.configure,
+            initializer=logs.with_registered_secrets().configure,
             on_exit=monitor.child_exited if monitor else None,
         )
         code = supervisor.run()

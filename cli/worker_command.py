@@ -80,7 +80,7 @@ def worker(
     with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
         supervisor = Supervisor(
             specs,
-            initializer=logs.configure,
+            initializer=logs.with_registered_secrets().configure,
             crash_loop=crash_loop,
             on_exit=monitor.child_exited if monitor else None,
         )

@@ -115,16 +115,26 @@ def test_kafka_config_reaches_the_producer_and_may_tune_it(
     assert config["compression.type"] == "lz4"
 
 
-def test_kafka_config_from_the_environment_is_space_separated(
-    producers: list[FakeProducer],
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "acks=1\nlinger.ms=7\nsasl.oauthbearer.config=principal=a extension_b=c\n",
+        "  acks=1;linger.ms=7 ; sasl.oauthbearer.config=principal=a extension_b=c;",
+    ],
+    ids=["one-per-line", "semicolons"],
+)
+def test_kafka_config_from_the_environment_is_newline_or_semicolon_separated(
+    producers: list[FakeProducer], setting: str
 ) -> None:
-    env = {"LOGINMETRICS_KAFKA_CONFIG": "acks=1 linger.ms=7"}
-
-    result = CliRunner().invoke(cli, ["generate", "--count", "1"], env=env)
+    # Values keep their spaces: click's own splitting of the variable, on whitespace, would not.
+    result = CliRunner().invoke(
+        cli, ["generate", "--count", "1"], env={"LOGINMETRICS_KAFKA_CONFIG": setting}
+    )
 
     assert result.exit_code == 0, result.output
     assert producers[0].config["acks"] == "1"
     assert producers[0].config["linger.ms"] == "7"
+    assert producers[0].config["sasl.oauthbearer.config"] == "principal=a extension_b=c"
 
 
 def test_undelivered_messages_fail_the_run(
