@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol, TypeVar
 
 import redis
@@ -22,6 +23,7 @@ from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
 from loginmetrics.worker.fold import NO_OFFSET, FoldedBatch, Record, RejectedRecord, fold_batch
+from loginmetrics.worker.offset_checks import skipped_offsets, truncated_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +145,62 @@ class BatchStep:
     def read_positions(self, partitions: list[int]) -> Applied | None:
         """Applied offsets of newly assigned partitions, retried until Redis answers; None if
         asked to stop first. Blocks without polling: it runs inside the rebalance callback."""
+        return self._blocking(lambda: self._writer.applied_offsets(partitions))
+
+    def adopt_topic(self, topic: str, topic_id: str) -> bool | None:
+        """Tie the window's offsets to this incarnation of the input topic; True when it is a
+        new one (the old offsets are dropped, its partitions are read from their start), None
+        if asked to stop first. Blocks like ``read_positions``."""
+        found = self._blocking(lambda: (self._writer.adopt_topic(topic_id),))
+        if found is None:
+            return None
+        (incarnation,) = found
+        if incarnation is None:
+            return False
+        logger.warning(
+            "topic %s was recreated (its id is %s, the window's offsets were for %s): reading it "
+            "from its start; the old offsets %s are dropped",
+            topic,
+            topic_id,
+            incarnation.old_topic_id,
+            incarnation.dropped_offsets or "(none)",
+        )
+        for partition in self.applied:  # owned from the old incarnation: start over too
+            self.applied[partition] = None
+        return True
+
+    def restart_truncated(self, applied: Applied, highs: Mapping[int, int]) -> Applied | None:
+        """``applied`` with every partition that now ends before its applied offset moved back
+        to its end (in Redis too), each logged and counted as a gap; None if asked to stop."""
+        result = dict(applied)
+        for cut in truncated_partitions(applied, highs):
+            moved = self._blocking(
+                partial(self._writer.restart_partition, cut.partition, cut.stored, cut.restart_at)
+            )
+            if moved is None:
+                return None
+            if not moved:
+                continue  # someone else moved it meanwhile; the compare-and-set will tell
+            logger.warning(
+                "partition %d ends at offset %d but the window applied up to %d: its log was "
+                "truncated or replaced; %d offsets counted as a gap, reading on from %d",
+                cut.partition,
+                cut.high,
+                cut.stored,
+                cut.gap,
+                cut.high,
+            )
+            self._metrics.offsets_skipped(cut.gap)
+            result[cut.partition] = cut.restart_at
+        return result
+
+    def _blocking(self, operation: Callable[[], T]) -> T | None:
+        """``operation`` retried until Redis answers; None if asked to stop first."""
         delays = self._backoff.delays()
         attempts = 0
         while not self._stop.is_set():
             try:
-                return self._redis(lambda: self._writer.applied_offsets(partitions), "read")
+                return self._redis(operation, "read")
             except _RetryLater as retry:
                 attempts += 1
                 logger.warning("%s, attempt %d", retry, attempts)
@@ -173,6 +226,15 @@ class BatchStep:
         folded = self._fold_batch(records, self.applied)
         for error in folded.kafka_errors:
             logger.warning("consumer error: %s", error)
+        for partition, count in skipped_offsets(self.applied, folded.first_offsets).items():
+            logger.warning(
+                "partition %d: %d offsets after %s were removed (retention or truncation) "
+                "before they were read; they are not in the window",
+                partition,
+                count,
+                self.applied[partition],
+            )
+            self._metrics.offsets_skipped(count)
         if folded.last_offsets:
             advances = [
                 PartitionAdvance(partition, self.applied[partition], last)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
@@ -20,6 +20,7 @@ from loginmetrics.worker.batch_step import BatchStep, WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
 from loginmetrics.worker.fold import fold_batch
 from loginmetrics.worker.settings import WorkerSettings
+from loginmetrics.worker.topic_inspector import TopicInspector
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class ConsumerShell:
         backoff: Backoff | None = None,
         sleep: Callable[[float], object] | None = None,
         probe: LoopProbe | None = None,
+        inspector: TopicInspector | None = None,
     ) -> None:
         self._settings = settings
         self._topic = settings.input_topic
@@ -69,6 +71,8 @@ class ConsumerShell:
         self._paused = False
         self._delay = 0.0
         self._probe = probe or NoProbe()
+        # Checks the window's offsets against the topic on every assignment (None: trusted).
+        self._inspector = inspector
         self._metrics = worker_metrics()
         # An exception must not leave librdkafka's rebalance callback (the C binding can turn
         # it into a SystemError later): kept here and raised from step().
@@ -173,13 +177,21 @@ class ConsumerShell:
 
     def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
+        topic_id = self._inspector.topic_id() if self._inspector else None
+        recreated = False if topic_id is None else self.batch.adopt_topic(self._topic, topic_id)
         applied = self.batch.read_positions(numbers)
-        if applied is None:
+        if applied is not None and self._inspector is not None:
+            applied = self.batch.restart_truncated(
+                applied, self._inspector.high_watermarks(p for p, o in applied.items() if o)
+            )
+        if applied is None or recreated is None:
             return  # stopping
         for tp in partitions:
             last = applied[tp.partition]
             if last is not None:
                 tp.offset = last + 1  # Redis, not Kafka's commit, says where the window is
+            elif recreated:
+                tp.offset = OFFSET_BEGINNING  # not the old incarnation's committed offset
         consumer.incremental_assign(partitions)
         if self._paused:
             consumer.pause(partitions)

@@ -18,6 +18,7 @@ from loginmetrics.window import WindowWriter
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.lag import lag_statistics
 from loginmetrics.worker.settings import WorkerSettings
+from loginmetrics.worker.topic_inspector import KafkaTopicInspector
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,15 @@ def run_worker_process(
     producer = Producer(
         kafka_client_config(settings.dlq_producer_config(), settings.kafka, client_id)
     )
-    writer = WindowWriter(redis_client(settings.redis_url), settings.layout, settings.input_topic)
+    writer = WindowWriter(
+        redis_client(settings.redis_url, settings.redis_sentinel),
+        settings.layout,
+        settings.input_topic,
+    )
     logger.info("worker %d started (pid %d)", index, os.getpid())
     with exit_when_fatal():
-        ConsumerShell(settings, consumer, producer, writer, stop, probe=probe).run()
+        inspector = KafkaTopicInspector(settings.kafka, consumer, settings.input_topic)
+        shell = ConsumerShell(
+            settings, consumer, producer, writer, stop, probe=probe, inspector=inspector
+        )
+        shell.run()
