@@ -1,14 +1,20 @@
 """Messages per second of loginmetrics workers against the physical limit, in one run.
 
 Preloads ``--messages`` login messages into a fresh 4-partition topic, then, ``--repeat`` times
-per process count, measures the steady rate (while 10 % .. 90 % of the messages were done) of:
-(a) the ceiling: a bare confluent-kafka consumer loop that only reads ``msg.value()``, with the
-    workers' fetch settings, its partitions split over N processes;
-(b) ``loginmetrics worker --processes N`` with a fresh Redis prefix and group. So that the
-    figure is a running group's and not its start-up (a cooperative rebalance takes seconds),
-    the same messages are appended again in one Kafka transaction, the workers start at the end
-    of the topic, and the transaction is committed once the group is stable: the backlog
-    appears at once. Drained when the window totals reach the message count.
+per process count, measures two ways (``--modes``):
+
+cold (the default figure): from starting N processes on the preloaded backlog, with a fresh
+    group, until every message is done: process start, group join and any rebalance included.
+    (a) the ceiling: N spawned processes subscribed as one group, running a bare confluent-kafka
+        loop that only reads ``msg.value()`` with the workers' fetch settings; a partition that
+        moves starts where the pool is (as the worker's does, from the window);
+    (b) ``loginmetrics worker --processes N`` with a fresh Redis prefix and group, until the
+        window totals reach the message count.
+stable: the steady rate (while 10 % .. 90 % of the messages were done) of
+    (a) the ceiling, its partitions assigned (no group) and split over N processes;
+    (b) the workers once their group is stable: the same messages are appended again to a
+        second topic in one Kafka transaction, the workers start at its end, and the
+        transaction is committed once the group is stable: the backlog appears at once.
 
     python -m bench.throughput --messages 1000000 --repeat 3 --processes 1,2
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -68,10 +75,14 @@ class Drain:
     """One pass over the preloaded topic."""
 
     kind: str  # "ceiling" or "worker"
+    mode: str  # "cold" or "stable"
     processes: int
-    rate: float  # msg/s while 10 % .. 90 % of the topic was done
-    seconds: float  # from the first message seen to the last
+    # cold: messages / seconds from process start to the last message; stable: msg/s while
+    # 10 % .. 90 % of the topic was done
+    rate: float
+    seconds: float  # cold: from process start to the last message; stable: first to last
     complete: bool
+    first_seconds: float | None = None  # cold: from process start to the first message done
     peak_rss_mib: list[float | None] | None = None
     cpu_seconds: list[float] | None = None
     exact: bool | None = None
@@ -169,6 +180,7 @@ def ceiling(
         child.join()
     return Drain(
         "ceiling",
+        "stable",
         processes,
         results.steady_rate(samples, total),
         _active_seconds(samples),
@@ -187,6 +199,7 @@ def workers(
     names: dict[str, str],
     processes: int,
     logs: Path,
+    metrics: bool = False,
 ) -> Drain:
     topic = names["login"]
     with redis_prefix(client) as prefix:
@@ -204,6 +217,8 @@ def workers(
             settings["batch_size"] = args.batch_size
         if args.kafka_config:
             settings["kafka_config"] = " ".join(args.kafka_config)
+        if metrics:
+            settings["metrics_port"] = _free_port()
         env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **settings)
         log = logs / f"{prefix}-worker.log"
         total = sum(expected)
@@ -234,7 +249,7 @@ def workers(
         if not stable:
             print(f"  the group never became stable; log {log}", file=sys.stderr)
     return Drain(
-        "worker",
+        "worker+metrics" if metrics else "worker",
         processes,
         results.steady_rate(samples, total),
         _active_seconds(samples),
@@ -320,6 +335,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for drain in (
                     ceiling(args, names["login"], ends, processes, batch),
                     workers(args, client, names, processes, logs),
+                    *(
+                        [workers(args, client, names, processes, logs, True)]
+                        if args.metrics
+                        else []
+                    ),
                 ):
                     drains.append(drain)
                     print(
@@ -350,6 +370,18 @@ def _summarise(args: argparse.Namespace, counts: list[int], drains: list[Drain])
             "prefix_bytes": max(d.prefix_bytes or 0 for d in work),
             "all_exact": all(d.exact for d in work),
         }
+        measured = [d for d in drains if d.kind == "worker+metrics" and d.processes == processes]
+        if measured:
+            # Same run, same messages: the cost of --metrics-port on the hot path.
+            with_metrics = [d.rate for d in measured]
+            by_count[str(processes)] |= {
+                "worker_with_metrics_msg_per_s": results.spread(with_metrics),
+                "worker_with_metrics_msg_per_cpu_second": results.spread(
+                    [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in measured]
+                ),
+                "metrics_cost": 1 - statistics.median(with_metrics) / statistics.median(rates),
+                "all_exact_with_metrics": all(d.exact for d in measured),
+            }
     return {
         "benchmark": "throughput",
         "machine": results.machine(),
@@ -370,7 +402,20 @@ def summary_line(result: dict[str, Any]) -> str:
             f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
             f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
         )
+        if "metrics_cost" in figures:
+            m = figures["worker_with_metrics_msg_per_s"]
+            parts[-1] += (
+                f", with --metrics-port {m['median']:,.0f} ({m['min']:,.0f}-{m['max']:,.0f}, "
+                f"cost {100 * figures['metrics_cost']:.1f} %)"
+            )
     return "throughput: " + "; ".join(parts) + f"; load {result['load_average_end']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def kafka_overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -393,6 +438,11 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="librdkafka setting for the ceiling consumer and the workers alike (repeatable)",
+    )
+    parse.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also drain with --metrics-port (the pool's figures served), for the cost of metrics",
     )
     parse.add_argument("--timeout", type=float, default=300.0, help="most seconds for one drain")
     return parse
