@@ -8,12 +8,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaError, KafkaException
+
 from loginmetrics.worker.dead_letter import encode_dead_letter
 from loginmetrics.worker.fold import RejectedRecord
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SLICE_SECONDS = 1.0
+# Refusals of one letter that no retry can change: the letter is given up (its message is still
+# counted as invalid in the window). Any other error is retried, paused, until it heals or an
+# operator fixes it (a missing topic, a missing permission).
+LETTER_REFUSED = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD})
 
 
 class DeadLetterProducer(Protocol):
@@ -52,10 +58,9 @@ class DeadLetterSender:
         return self._producer.flush(timeout)
 
     def _produce(self, record: RejectedRecord, letter: bytes, failed: list[RejectedRecord]) -> None:
-        def on_delivery(error: Any, _message: Any) -> None:
+        def on_delivery(error: KafkaError | None, _message: Any) -> None:
             if error is not None:
-                logger.warning("dead letter for offset %d lost: %s", record.offset, error)
-                failed.append(record)
+                self._not_delivered(record, len(letter), error, failed)
 
         # The source position as key: a dead letter sent again after a crash is recognisable.
         key = f"{self._input_topic}:{record.partition}:{record.offset}".encode()
@@ -65,3 +70,25 @@ class DeadLetterSender:
                 return
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                self._not_delivered(record, len(letter), exc.args[0], failed)
+                return
+
+    def _not_delivered(
+        self, record: RejectedRecord, size: int, error: KafkaError, failed: list[RejectedRecord]
+    ) -> None:
+        source = f"{self._input_topic}[{record.partition}]@{record.offset}"
+        if error.code() in LETTER_REFUSED:
+            logger.error(
+                "dead letter of %s (%d bytes) refused by %s for good (%s); it is not sent. "
+                "Raise the topic's max.message.bytes, or lower --max-message-bytes",
+                source,
+                size,
+                self.dlq_topic,
+                error.str(),
+            )
+            return
+        logger.warning(
+            "dead letter of %s not delivered to %s: %s", source, self.dlq_topic, error.str()
+        )
+        failed.append(record)
