@@ -44,23 +44,45 @@ class DeadLetterSender:
         """Produce every letter and wait for its delivery report; return those the broker did
         not take (empty: all confirmed), or None when ``stop`` was set while waiting."""
         failed: list[RejectedRecord] = []
+        refused: list[tuple[RejectedRecord, bytes]] = []
         for record in rejected:
             letter = encode_dead_letter(record, self._input_topic, processed_at)
-            self._produce(record, letter, failed)
-        # flush() serves the delivery reports; in slices, so a stop request is seen while the
-        # broker is away (librdkafka keeps retrying until message.timeout.ms).
+            self._produce(record, letter, failed, refused)
+        if not self._flush(stop):
+            return None
+        # The broker judges a whole produce batch: one letter over the topic's limit fails the
+        # letters batched with it. Each is sent again alone; what is refused alone is given up.
+        for record, letter in refused:
+            alone: list[tuple[RejectedRecord, bytes]] = []
+            self._produce(record, letter, failed, alone)
+            if not self._flush(stop):
+                return None
+            for given_up, body in alone:
+                self._give_up(given_up, len(body))
+        return failed
+
+    def _flush(self, stop: threading.Event) -> bool:
+        """Wait for every delivery report; False if ``stop`` was set meanwhile. flush() serves
+        the reports in slices, so a stop request is seen while the broker is away (librdkafka
+        keeps retrying until message.timeout.ms)."""
         while self._producer.flush(FLUSH_SLICE_SECONDS) > 0:
             if stop.is_set():
-                return None
-        return failed
+                return False
+        return True
 
     def flush(self, timeout: float) -> int:
         return self._producer.flush(timeout)
 
-    def _produce(self, record: RejectedRecord, letter: bytes, failed: list[RejectedRecord]) -> None:
+    def _produce(
+        self,
+        record: RejectedRecord,
+        letter: bytes,
+        failed: list[RejectedRecord],
+        refused: list[tuple[RejectedRecord, bytes]],
+    ) -> None:
         def on_delivery(error: KafkaError | None, _message: Any) -> None:
             if error is not None:
-                self._not_delivered(record, len(letter), error, failed)
+                self._not_delivered(record, letter, error, failed, refused)
 
         # The source position as key: a dead letter sent again after a crash is recognisable.
         key = f"{self._input_topic}:{record.partition}:{record.offset}".encode()
@@ -71,24 +93,33 @@ class DeadLetterSender:
             except BufferError:
                 self._producer.poll(0.1)  # local queue full: let deliveries drain
             except KafkaException as exc:
-                self._not_delivered(record, len(letter), exc.args[0], failed)
+                self._not_delivered(record, letter, exc.args[0], failed, refused)
                 return
 
     def _not_delivered(
-        self, record: RejectedRecord, size: int, error: KafkaError, failed: list[RejectedRecord]
+        self,
+        record: RejectedRecord,
+        letter: bytes,
+        error: KafkaError,
+        failed: list[RejectedRecord],
+        refused: list[tuple[RejectedRecord, bytes]],
     ) -> None:
-        source = f"{self._input_topic}[{record.partition}]@{record.offset}"
         if error.code() in LETTER_REFUSED:
-            logger.error(
-                "dead letter of %s (%d bytes) refused by %s for good (%s); it is not sent. "
-                "Raise the topic's max.message.bytes, or lower --max-message-bytes",
-                source,
-                size,
-                self.dlq_topic,
-                error.str(),
-            )
+            refused.append((record, letter))
             return
+        source = f"{self._input_topic}[{record.partition}]@{record.offset}"
         logger.warning(
             "dead letter of %s not delivered to %s: %s", source, self.dlq_topic, error.str()
         )
         failed.append(record)
+
+    def _give_up(self, record: RejectedRecord, size: int) -> None:
+        logger.error(
+            "dead letter of %s[%d]@%d (%d bytes) refused by %s for good; it is not sent. "
+            "Raise the topic's max.message.bytes, or lower --max-message-bytes",
+            self._input_topic,
+            record.partition,
+            record.offset,
+            size,
+            self.dlq_topic,
+        )

@@ -1,5 +1,6 @@
-"""Producing dead letters: a letter the broker refuses for good is given up with one ERROR that
-names its source and what to do; any other failure is returned for a retry; none raises."""
+"""Producing dead letters: a letter the broker refuses for good (even sent alone) is given up
+with one ERROR that names its source and what to do; any other failure is returned for a retry;
+none raises."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from loginmetrics.worker.validation import ErrorCode, Rejection
 class ScriptedProducer:
     """Raises or reports, per source offset, what the test says; confirms the rest."""
 
-    def __init__(self, raises: dict[int, int], reports: dict[int, int]) -> None:
+    def __init__(
+        self, raises: dict[int, int], reports: dict[int, int], once: dict[int, int]
+    ) -> None:
         self._raises = raises
         self._reports = reports
+        self._once = once  # reported the first time only: refused with its batch
         self._queued: list[tuple[Callable[[Any, Any], None], KafkaError | None]] = []
         self.accepted: list[bytes] = []
 
@@ -32,7 +36,7 @@ class ScriptedProducer:
         offset = int(key.decode().rsplit(":", 1)[1])
         if offset in self._raises:
             raise KafkaException(KafkaError(self._raises[offset]))
-        code = self._reports.get(offset)
+        code = self._reports.get(offset, self._once.pop(offset, None))
         self._queued.append((on_delivery, None if code is None else KafkaError(code)))
         if code is None:
             self.accepted.append(key)
@@ -58,6 +62,7 @@ def test_refused_letters_are_given_up_and_transient_failures_returned(
     producer = ScriptedProducer(
         raises={1: KafkaError.MSG_SIZE_TOO_LARGE, 2: KafkaError._QUEUE_FULL},
         reports={3: KafkaError.TOPIC_AUTHORIZATION_FAILED, 4: KafkaError.MSG_SIZE_TOO_LARGE},
+        once={5: KafkaError.MSG_SIZE_TOO_LARGE},
     )
     sender = DeadLetterSender(producer, "user-login", "dlq")
     with caplog.at_level(logging.WARNING):
@@ -67,6 +72,7 @@ def test_refused_letters_are_given_up_and_transient_failures_returned(
 
     assert failed is not None
     assert sorted(r.offset for r in failed) == [2, 3]  # retried later, paused
+    # 5 was refused only with the batch it was in: sent again alone, it is delivered.
     assert producer.accepted == [b"user-login:0:0", b"user-login:0:5"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [e.getMessage().split(" (")[0] for e in errors] == [
