@@ -19,8 +19,9 @@ from loginmetrics.runtime.signals import EXIT_FATAL, EXIT_FORCED, EXIT_OK, stop_
 
 logger = logging.getLogger(__name__)
 
-# A child that lived this long had a healthy run: its next crash restarts it at once.
-HEALTHY_RUN_SECONDS = 60.0
+# A child that lived this long had a healthy run: its next crash restarts it at once (a worker
+# restarted in its slot takes its predecessor's partitions back without a rebalance).
+HEALTHY_RUN_SECONDS = 10.0
 MAX_RESTART_DELAY_SECONDS = 30.0
 # Longest wait for a child to exit before the supervisor looks again.
 WATCH_SECONDS = 0.5

@@ -122,7 +122,10 @@ class ConsumerShell:
     def close(self) -> None:
         self._dead_letters.flush(CLOSE_FLUSH_SECONDS)
         self._commit(self.batch.applied, asynchronous=False)
-        # close() leaves the group at once, so the partitions move on without a session timeout.
+        # Leave the group at once, so the partitions move on without a session timeout. A static
+        # member (settings.group_instance_id) does not leave on close(), only on unsubscribe();
+        # one that crashed keeps its place for the child the supervisor starts in its slot.
+        self._consumer.unsubscribe()
         self._consumer.close()
         stats = self.stats
         logger.info(

@@ -41,7 +41,10 @@ def run_worker_process(
     probe = child_probe()
     probe.beat(False, "starting")
     metrics = worker_metrics()  # every figure at 0 from the start (offset gaps, batches...)
-    consumer_config = kafka_client_config(settings.consumer_config(), settings.kafka, client_id)
+    # The slot index makes the consumer a static member: a restarted child reclaims the slot.
+    consumer_config = kafka_client_config(
+        settings.consumer_config(index), settings.kafka, client_id
+    )
     if pool_metrics_served():
         consumer_config.update(lag_statistics(settings.input_topic, metrics.lags))
     consumer = Consumer(consumer_config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -10,6 +12,9 @@ from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.validation import DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_MESSAGE_BYTES
+
+# Operator settings (--kafka-config) that concern the consumer's group only.
+GROUP_ONLY_SETTINGS = frozenset({"group.protocol", "group.instance.id", "group.remote.assignor"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +58,15 @@ class WorkerSettings:
         if not self.poll_timeout_seconds > 0:
             raise ConfigError(f"the poll timeout must be positive, got {self.poll_timeout_seconds}")
 
-    def consumer_config(self) -> dict[str, str | int | bool]:
+    def consumer_config(self, slot: int | None = None) -> dict[str, str | int | bool]:
+        """The consumer's librdkafka settings; ``slot`` (the process's index in its pool) makes
+        it a static member of the group (``group_instance_id``; called in a pool's child, whose
+        parent is the supervisor)."""
         # Later keys win: the operator's own settings (self.kafka) override only what is listed
         # before them, never the keys exactly-once depends on.
-        return {
+        config: dict[str, str | int | bool] = {
             # Where Redis has no applied offset and the group has no commit: start at the oldest.
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            # A killed worker's partitions move on after this long (librdkafka's default is 45 s).
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
             "fetch.min.bytes": 1,
             "fetch.wait.max.ms": 100,
             # Prefetch: 16 MB is dozens of batches, ~0.3 s at a worker's top rate. Once it is
@@ -70,17 +74,63 @@ class WorkerSettings:
             # default left a busy worker idle for most of that second (bench/throughput.py).
             "queued.max.messages.kbytes": 16384,
             "fetch.queue.backoff.ms": 20,
-            **self.kafka,
-            "group.id": self.group_id,
-            "enable.auto.commit": False,
         }
+        if self.group_protocol == "classic":
+            # The consumer protocol (KIP-848) sets these on the broker and refuses them here.
+            config.update(
+                {
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    # A dead member that is not restarted (a static one is reclaimed at once by
+                    # its restart) leaves its partitions idle this long; librdkafka's default
+                    # is 45 s.
+                    "session.timeout.ms": 10_000,
+                    # A member learns of a rebalance from its next heartbeat, and a cooperative
+                    # one takes two rounds: at 2 s, a second process started on a backlog got
+                    # its partitions ~4 s after joining (bench/throughput.py, cold start).
+                    "heartbeat.interval.ms": 500,
+                }
+            )
+        config.update(self.kafka)
+        config.pop("group.instance.id", None)
+        instance = self.group_instance_id(slot)
+        if instance is not None:
+            config["group.instance.id"] = instance
+        config["group.id"] = self.group_id
+        config["enable.auto.commit"] = False
+        return config
+
+    @property
+    def group_protocol(self) -> str:
+        """``classic`` (the default) or ``consumer`` (KIP-848), from ``group.protocol``."""
+        return self.kafka.get("group.protocol", "classic").strip().lower()
+
+    def group_instance_id(self, slot: int | None) -> str | None:
+        """The static member id of pool process ``slot``: the same for every child the
+        supervisor starts in that slot, so a restarted child takes its predecessor's place and
+        partitions at once instead of after the session timeout. None (dynamic membership):
+        no slot, the consumer protocol, or ``group.instance.id`` set empty by the operator.
+
+        A non-empty ``group.instance.id`` from the operator replaces the default base,
+        ``<group>-<host>-<supervisor pid>``; the pid keeps two pools on one host apart (a
+        duplicate id fences the older member for good).
+        """
+        base = self.kafka.get("group.instance.id")
+        # KIP-848 fences the *new* member while the old id is still in the group: a child
+        # restarted after a SIGKILL would be refused until the broker's session timeout.
+        if slot is None or self.group_protocol != "classic" or base == "":
+            return None
+        if base is None:
+            base = f"{self.group_id}-{socket.gethostname()}-{os.getppid()}"
+        return f"{base}-{slot}"
 
     def dlq_producer_config(self) -> dict[str, str | int | bool]:
+        # Group settings are the consumer's: librdkafka warns about each one a producer gets.
+        shared = {k: v for k, v in self.kafka.items() if k not in GROUP_ONLY_SETTINGS}
         return {
             "linger.ms": 20,
             "compression.type": "lz4",
             "message.timeout.ms": 30_000,
-            **self.kafka,
+            **shared,
             "enable.idempotence": True,
             "acks": "all",
         }

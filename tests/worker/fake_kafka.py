@@ -77,6 +77,7 @@ class FakeConsumer:
         self.consume_calls = 0
         self.consumes_while_paused = 0
         self.closed = False
+        self.unsubscribed = False
         self._in_callback = False
         self._callbacks: dict[str, Callable[[Any, list[TopicPartition]], None]] = {}
 
@@ -161,6 +162,9 @@ class FakeConsumer:
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         for tp in offsets:
             self.committed[tp.partition] = tp.offset
+
+    def unsubscribe(self) -> None:
+        self.unsubscribed = True
 
     def close(self) -> None:
         self.closed = True
