@@ -3,12 +3,16 @@ independently of the code under test: the standard library's UTF-8 decoder and a
 ``json`` stand in for the worker's msgspec validation.
 
 The spec (section 3): a message is valid when it is a UTF-8 JSON object whose fields
-``user_id``, ``app_version``, ``ip``, ``locale``, ``device_type`` are non-empty strings and
-``timestamp`` is a number; anything else is invalid with a stable code. Where the spec is silent
+``user_id``, ``app_version``, ``ip``, ``locale``, ``device_type`` are non-empty strings (not only
+whitespace, at most --max-field-bytes UTF-8 bytes) and ``timestamp`` is a number; anything else
+is invalid with a stable code. Where the spec is silent
 this file says what it holds, and why:
 
 * precedence, when a payload has several defects: size, then encoding, then JSON, then shape
-  (not an object, missing fields, wrong types, empty values), the order a reader meets them in;
+  (not an object, missing fields, wrong types, empty values, values too long), the order a
+  reader meets them in; a blank value is empty whatever its length;
+* whitespace is what Python's ``str.isspace`` says it is (Unicode White_Space and the four
+  ASCII separators \x1c-\x1f);
 * JSON is RFC 8259 JSON: no NaN/Infinity literals, no BOM, no unescaped control characters;
   strings must be representable in UTF-8 (no unpaired surrogate escapes, as in I-JSON,
   RFC 7493 section 2.1), and numbers must fit a double (RFC 8259 section 6 lets a parser limit
@@ -30,6 +34,7 @@ from typing import Any
 from tests.reliability.harness import PlannedMessage
 
 MAX_MESSAGE_BYTES = 64 * 1024  # the worker runs with --max-message-bytes set to this
+MAX_FIELD_BYTES = 256  # the worker's default --max-field-bytes
 REQUIRED_TEXT_FIELDS = ("user_id", "app_version", "ip", "locale", "device_type")
 REQUIRED_FIELDS = (*REQUIRED_TEXT_FIELDS, "timestamp")
 
@@ -84,11 +89,13 @@ def _all_strings_utf8(document: Any) -> bool:
     return True
 
 
-def reference_verdict(value: bytes | None) -> tuple[str | None, Any]:
+def reference_verdict(
+    value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> tuple[str | None, Any]:
     """(error code, or None for a valid login; the parsed JSON document if there is one)."""
     if value is None:
         return "not_an_object", None  # a tombstone
-    if len(value) > MAX_MESSAGE_BYTES:
+    if len(value) > max_bytes:
         return "too_large", None
     try:
         text = value.decode("utf-8")
@@ -109,8 +116,10 @@ def reference_verdict(value: bytes | None) -> tuple[str | None, Any]:
     timestamp = document["timestamp"]
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         return "wrong_type", document
-    if any(document[name] == "" for name in REQUIRED_TEXT_FIELDS):
+    if any(document[name].strip() == "" for name in REQUIRED_TEXT_FIELDS):
         return "empty_value", document
+    if any(len(document[name].encode()) > MAX_FIELD_BYTES for name in REQUIRED_TEXT_FIELDS):
+        return "value_too_long", document
     return None, document
 
 
@@ -118,8 +127,9 @@ class CorpusBuilder:
     """Generates payloads by kind; every one is judged by ``reference_verdict``, and where a kind
     means a certain verdict the builder checks it got that one (a check of the generator)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.rng = random.Random(seed)
+        self.max_bytes = max_bytes
         self.messages: list[PlannedMessage] = []
 
     # -- building blocks -------------------------------------------------------------------
@@ -149,7 +159,7 @@ class CorpusBuilder:
 
     def add(self, kind: str, value: bytes | None, meant: str | bool | None = False) -> None:
         """Add a payload; ``meant`` (a code, or None for valid) is checked when given."""
-        code, document = reference_verdict(value)
+        code, document = reference_verdict(value, self.max_bytes)
         if meant is not False:
             assert code == meant, f"{kind}: generated {value!r:.200} is {code}, meant {meant}"
         event = document if code is None else None
@@ -225,9 +235,9 @@ class CorpusBuilder:
         rng = self.rng
         login = self.login()
         match rng.randrange(4):
-            case 0:  # big, yet under the limit: a valid login
+            case 0:  # under the message limit, far over the field limit
                 login[rng.choice(REQUIRED_TEXT_FIELDS)] = "x" * rng.randrange(20_000, 60_000)
-                self.add("huge-string", self.dumps(login), None)
+                self.add("huge-string", self.dumps(login), "value_too_long")
             case 1:
                 login["note"] = "y" * rng.randrange(70_000, 200_000)
                 self.add("huge-string", self.dumps(login), "too_large")
@@ -392,17 +402,81 @@ class CorpusBuilder:
         rng = self.rng
         login = self.login()
         login[rng.choice(REQUIRED_TEXT_FIELDS)] = rng.choice(
-            ("😀 emoji", "ünïcödé", "日本語", "tab\there", "nul\x00byte", 'quote"back\\slash', " ")
+            (
+                "😀 emoji",
+                "ünïcödé",
+                "日本語",
+                "tab\there",
+                "nul\x00byte",
+                'quote"back\\slash',
+                " a ",
+            )
         )
         login["timestamp"] = rng.choice((1.5, -1, 0, 10**20, 1e300, login["timestamp"]))
         self.add("exotic-valid", self.dumps(login), None)
 
+    def blank_value(self) -> None:
+        rng = self.rng
+        login = self.login()
+        blank = "".join(
+            rng.choices(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000", k=rng.randrange(1, 400))
+        )
+        login[rng.choice(REQUIRED_TEXT_FIELDS)] = blank
+        self.add("blank-value", self.dumps(login), "empty_value")
+
+    def field_limit(self) -> None:
+        """Required strings at the field limit (valid) or one byte over it, in 1- to 4-byte
+        characters, raw or escaped."""
+        rng = self.rng
+        login = self.login()
+        char = rng.choice(("v", "é", "€", "😀"))
+        width = len(char.encode())
+        over = rng.random() < 0.5
+        text = char * (MAX_FIELD_BYTES // width)
+        text += "x" * (MAX_FIELD_BYTES - len(text.encode()) + (1 if over else 0))
+        login[rng.choice(REQUIRED_TEXT_FIELDS)] = text
+        self.add("field-limit", self.dumps(login), "value_too_long" if over else None)
+
     def plain_login(self) -> None:
         self.add("login", self.dumps(self.login()), None)
 
+    # -- floods: valid, or growing when re-encoded, in bulk ------------------------------------
+
+    def new_version(self) -> None:
+        """A valid login with an app_version no other message has (a build id put there)."""
+        login = self.login()
+        login["app_version"] = f"2.3.0+build.{len(self.messages)}.{self.rng.getrandbits(32):08x}"
+        self.add("new-version", self.dumps(login), None)
+
+    def long_user_id(self) -> None:
+        """A 60 kB user_id: under the message limit, over the field limit."""
+        login = self.login()
+        login["user_id"] = self.rng.choice("ab") * 60_000
+        self.add("long-user-id", self.dumps(login), "value_too_long")
+
+    def control_characters(self) -> None:
+        """~300 kB that grow when a dead letter re-encodes them: raw control characters (each
+        escapes to six bytes), or numbers that print longer (1e15 -> 1000000000000000.0)."""
+        rng = self.rng
+        size = rng.randrange(290_000, 310_000)
+        match rng.randrange(5):
+            case 0:
+                self.add("controls", b"\x01" * size, "invalid_json")
+            case 1:
+                self.add("controls", b'{"note": "' + b"\x01" * size + b'"}', "invalid_json")
+            case 2:
+                value = b'{"note": "' + b"\\u0001" * (size // 6) + b'"}'
+                self.add("controls", value, "missing_fields")
+            case 3:
+                self.add("controls", b'{"n": [' + b"1e15," * (size // 5) + b"1]}", "missing_fields")
+            case _:  # a valid login carrying them in an extra field
+                login = self.login()
+                login["note"] = "\x01" * (size // 6)
+                self.add("controls", json.dumps(login).encode(), None)
+
 
 def hostile_corpus(seed: int = 5) -> list[PlannedMessage]:
-    """~10,300 hostile payloads and ~7,600 valid logins, shuffled together."""
+    """~10,700 hostile payloads and ~7,700 valid logins, shuffled together."""
     corpus = CorpusBuilder(seed)
     for count, kind in (
         (2_000, corpus.random_bytes),
@@ -424,8 +498,22 @@ def hostile_corpus(seed: int = 5) -> list[PlannedMessage]:
         (100, corpus.lone_surrogate),
         (150, corpus.whitespace_and_bom),
         (300, corpus.exotic_valid),
+        (300, corpus.blank_value),
+        (300, corpus.field_limit),
         (6_000, corpus.plain_login),
     ):
         corpus.repeat(count, kind)
+    corpus.rng.shuffle(corpus.messages)
+    return corpus.messages
+
+
+def flood(
+    make: str, count: int, logins: int, seed: int, max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[PlannedMessage]:
+    """``count`` messages of one flood kind (a ``CorpusBuilder`` method) among ``logins`` plain
+    logins, shuffled together."""
+    corpus = CorpusBuilder(seed, max_bytes)
+    corpus.repeat(count, getattr(corpus, make))
+    corpus.repeat(logins, corpus.plain_login)
     corpus.rng.shuffle(corpus.messages)
     return corpus.messages
