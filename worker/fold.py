@@ -120,13 +120,14 @@ def fold_batch(
                 # validate(). Device, version and locale are checked when new to the batch.
                 user, ip = event.user_id, event.ip
                 profile = (event.device_type, event.app_version, event.locale)
+                count = profile_count(profile)
                 if (
                     event.timestamp - event.timestamp != 0
                     or user < "!"
                     or ip < "!"
                     or not (user.isascii() and ip.isascii())
                     or not (value.isascii() or is_utf8(value))
-                    or (profile not in profiles and not fields_fit(event, max_field_bytes))
+                    or (count is None and not fields_fit(event, max_field_bytes))
                 ):
                     event = None
         if event is None:
@@ -136,9 +137,10 @@ def fold_batch(
                 continue
             user, ip = event.user_id, event.ip
             profile = (event.device_type, event.app_version, event.locale)
+            count = profile_count(profile)
         add_user(user)
         add_ip(ip)
-        profiles[profile] = profile_count(profile, 0) + 1
+        profiles[profile] = 1 if count is None else count + 1
     folded.book(run_partition, first, last)
     folded.increments = _increments(users, ips, profiles, invalid=len(folded.rejected))
     return folded
