@@ -206,7 +206,11 @@ def child_pids(parent: int) -> list[int]:
     """Processes a supervisor spawned (not multiprocessing's resource tracker)."""
     pids: list[int] = []
     for task in Path(f"/proc/{parent}/task").iterdir():
-        for pid in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        for pid in children:
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except FileNotFoundError:
@@ -244,6 +248,16 @@ def cpu_seconds(pid: int) -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_age_seconds(pid: int) -> float | None:
+    """Seconds since a live process started."""
+    try:
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> list[float]:

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +193,7 @@ def ceiling(
 # -- (b) loginmetrics workers ---------------------------------------------------------------------
 
 
-def workers(
+def workers_stable(
     args: argparse.Namespace,
     client: redis.Redis,
     names: dict[str, str],
@@ -201,22 +201,16 @@ def workers(
     logs: Path,
     metrics: bool = False,
 ) -> Drain:
-    topic = names["login"]
+    topic = names["stable"]  # its own topic: the backlog is appended to it on every pass
     with redis_prefix(client) as prefix:
         # The workers start after what is already in the topic: the window holds it as applied.
         ends = end_offsets(args.bootstrap_servers, topic)
         applied_key = WindowLayout(prefix=prefix).applied_offsets_key(topic)
-        client.hset(applied_key, mapping={p: end - 1 for p, end in ends.items() if end})
+        applied = {p: end - 1 for p, end in ends.items() if end}
+        if applied:  # the first pass starts on an empty topic
+            client.hset(applied_key, mapping=applied)
         producer, expected = _held_back_backlog(args, topic)
-        settings: dict[str, str | int] = {
-            "input_topic": topic,
-            "dlq_topic": names["dlq"],
-            "group_id": prefix,
-        }
-        if args.batch_size:
-            settings["batch_size"] = args.batch_size
-        if args.kafka_config:
-            settings["kafka_config"] = " ".join(args.kafka_config)
+        settings = {**_worker_options(args, names, prefix), "input_topic": topic}
         if metrics:
             settings["metrics_port"] = _free_port()
         env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **settings)
@@ -250,6 +244,7 @@ def workers(
             print(f"  the group never became stable; log {log}", file=sys.stderr)
     return Drain(
         "worker+metrics" if metrics else "worker",
+        "stable",
         processes,
         results.steady_rate(samples, total),
         _active_seconds(samples),
@@ -311,14 +306,177 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+# -- cold start: from process start on the preloaded backlog -----------------------------------
+
+
+def _subscribed_consumer(
+    bootstrap: str,
+    overrides: dict[str, str],
+    topic: str,
+    group: str,
+    ends: dict[int, int],
+    batch: int,
+    positions: Any,
+    out: Any,
+) -> None:
+    """One member of a bare-loop group: read ``msg.value()`` until the pool has read every
+    partition up to its end. ``positions`` (shared) holds each partition's next offset to read;
+    a partition assigned to this member starts there, as a worker starts where the window is."""
+    kafka = {"bootstrap.servers": bootstrap, **overrides}
+    config = WorkerSettings(kafka=kafka, redis_url="").consumer_config()
+    consumer = Consumer({**config, "group.id": group})
+
+    def on_assign(member: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            tp.offset = positions[tp.partition]
+        member.incremental_assign(partitions)
+
+    consumer.subscribe([topic], on_assign=on_assign)
+    total = sum(ends.values())
+    deadline = time.monotonic() + 600
+    while sum(positions[:]) < total and time.monotonic() < deadline:
+        read: dict[int, int] = {}  # partition -> the offset after the last one this batch read
+        for record in consumer.consume(batch, 0.1):
+            if record.error() is None:
+                partition: int = record.partition()  # type: ignore[assignment]
+                offset: int = record.offset()  # type: ignore[assignment]
+                if offset < ends[partition]:
+                    record.value()
+                    read[partition] = offset + 1
+        if read:
+            with positions.get_lock():
+                for partition, following in read.items():
+                    positions[partition] = max(positions[partition], following)
+    out.put(peak_rss_mib(os.getpid()))
+    consumer.close()
+
+
+def ceiling_cold(
+    args: argparse.Namespace, topic: str, ends: dict[int, int], processes: int, batch: int
+) -> Drain:
+    total = sum(ends.values())
+    context = multiprocessing.get_context("spawn")
+    positions = context.Array("q", PARTITIONS)
+    out = context.Queue()
+    group = f"bench-ceiling-{uuid.uuid4().hex}"
+    children = [
+        context.Process(
+            target=_subscribed_consumer,
+            args=(
+                args.bootstrap_servers,
+                kafka_overrides(args),
+                topic,
+                group,
+                ends,
+                batch,
+                positions,
+                out,
+            ),
+        )
+        for _ in range(processes)
+    ]
+    load = load_average()
+    started = time.monotonic()
+    for child in children:
+        child.start()
+    samples = _observe(lambda: sum(positions[:]), total, 0.02, args.timeout)
+    rss = [out.get(timeout=60) for _ in children]
+    for child in children:
+        child.join()
+    return _cold_drain("ceiling", processes, started, samples, total, rss=rss, load=load)
+
+
+def workers_cold(
+    args: argparse.Namespace,
+    client: redis.Redis,
+    names: dict[str, str],
+    processes: int,
+    expected: tuple[int, int],
+    logs: Path,
+) -> Drain:
+    """``loginmetrics worker --processes N`` started on the preloaded topic with a fresh group
+    and window: timed from the start of the command until the window holds every message."""
+    total = sum(expected)
+    with redis_prefix(client) as prefix:
+        env = pipeline_env(
+            args.bootstrap_servers, args.redis_url, prefix, **_worker_options(args, names, prefix)
+        )
+        log = logs / f"{prefix}-worker.log"
+        progress = WindowProgress(client, prefix)
+        load = load_average()
+        stack = stack_pids(client)
+        stack_before = {name: cpu_seconds(pid) or 0.0 for name, pid in stack.items()}
+        started = time.monotonic()
+        with loginmetrics("worker", "--processes", str(processes), env=env, log=log) as pool:
+            samples = _observe(lambda: progress.totals().total_messages, total, 0.05, args.timeout)
+            stack_cpu = {
+                name: round((cpu_seconds(pid) or 0.0) - stack_before[name], 2)
+                for name, pid in stack.items()
+            }
+            pids = worker_pids(pool.pid, processes)
+            # Since each child started: its start-up is part of a cold start.
+            cpu = [round(cpu_seconds(pid) or 0.0, 2) for pid in pids]
+            rss = [peak_rss_mib(pid) for pid in pids]
+            totals = progress.totals()
+        if pool.returncode != 0:
+            print(f"  worker pool exited {pool.returncode}; log {log}", file=sys.stderr)
+    drain = _cold_drain("worker", processes, started, samples, total, rss=rss, load=load)
+    drain.cpu_seconds = cpu
+    drain.stack_cpu_seconds = stack_cpu
+    drain.exact = (totals.valid, totals.invalid) == expected
+    return drain
+
+
+def _cold_drain(
+    kind: str,
+    processes: int,
+    started: float,
+    samples: list[tuple[float, int]],
+    total: int,
+    *,
+    rss: list[float | None],
+    load: list[float],
+) -> Drain:
+    finished = samples[-1][0] - started
+    complete = samples[-1][1] == total
+    first = next((at - started for at, done in samples if done), None)
+    return Drain(
+        kind,
+        "cold",
+        processes,
+        rate=total / finished if complete else 0.0,
+        seconds=round(finished, 3),
+        complete=complete,
+        first_seconds=None if first is None else round(first, 3),
+        peak_rss_mib=rss,
+        load_average=load,
+    )
+
+
+def _worker_options(
+    args: argparse.Namespace, names: dict[str, str], prefix: str
+) -> dict[str, str | int]:
+    options: dict[str, str | int] = {
+        "input_topic": names["login"],
+        "dlq_topic": names["dlq"],
+        "group_id": prefix,
+    }
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
+    if args.kafka_config:
+        options["kafka_config"] = " ".join(args.kafka_config)
+    return options
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     client = redis.Redis.from_url(args.redis_url)
     counts = [int(n) for n in args.processes.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
     logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    with topics(args.bootstrap_servers, login=PARTITIONS, dlq=1) as names:
+    with topics(args.bootstrap_servers, login=PARTITIONS, stable=PARTITIONS, dlq=1) as names:
         payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
         started = time.monotonic()
         produce_all(
@@ -327,87 +485,124 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (next(payloads) for _ in range(args.messages)),
         )
         print(f"preloaded {args.messages} messages in {time.monotonic() - started:.1f} s")
+        expected = (payloads.valid, payloads.invalid)
         ends = end_offsets(args.bootstrap_servers, names["login"])
         batch = args.batch_size or WorkerSettings(kafka={}, redis_url="").batch_size
+
+        def passes(processes: int) -> Iterator[Callable[[], Drain]]:
+            """The drains of one repetition for one process count, in the order they run."""
+            if "cold" in modes:
+                yield lambda: ceiling_cold(args, names["login"], ends, processes, batch)
+                yield lambda: workers_cold(args, client, names, processes, expected, logs)
+            if "stable" in modes:
+                yield lambda: ceiling(args, names["login"], ends, processes, batch)
+                yield lambda: workers_stable(args, client, names, processes, logs)
+                if args.metrics:
+                    yield lambda: workers_stable(args, client, names, processes, logs, True)
+
         drains: list[Drain] = []
         for repetition in range(args.repeat):
             for processes in counts:
-                for drain in (
-                    ceiling(args, names["login"], ends, processes, batch),
-                    workers(args, client, names, processes, logs),
-                    *(
-                        [workers(args, client, names, processes, logs, True)]
-                        if args.metrics
-                        else []
-                    ),
-                ):
+                for measure in passes(processes):
+                    drain = measure()
                     drains.append(drain)
                     print(
-                        f"  [{repetition + 1}/{args.repeat}] {drain.kind:7} x{processes}: "
-                        f"{drain.rate:9,.0f} msg/s"
+                        f"  [{repetition + 1}/{args.repeat}] {drain.mode:6} {drain.kind:14} "
+                        f"x{processes}: {drain.rate:9,.0f} msg/s"
+                        + (f" in {drain.seconds:.2f} s" if drain.mode == "cold" else "")
                         + ("" if drain.complete else " (INCOMPLETE)")
                         + ("" if drain.exact in (None, True) else " (NOT EXACT)")
                     )
     client.close()
-    return _summarise(args, counts, drains)
+    return _summarise(args, counts, modes, drains)
 
 
-def _summarise(args: argparse.Namespace, counts: list[int], drains: list[Drain]) -> dict[str, Any]:
-    by_count: dict[str, Any] = {}
-    for processes in counts:
-        ceil = [d.rate for d in drains if d.kind == "ceiling" and d.processes == processes]
-        work = [d for d in drains if d.kind == "worker" and d.processes == processes]
-        rates = [d.rate for d in work]
-        # Worker CPU while draining: a figure less sensitive to other load than msg/s.
-        msgs_per_cpu = [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in work]
-        by_count[str(processes)] = {
-            "ceiling_msg_per_s": results.spread(ceil),
-            "worker_msg_per_s": results.spread(rates),
-            "ratio_worker_to_ceiling": statistics.median(rates) / statistics.median(ceil),
-            "worker_peak_rss_mib": max(max(r or 0 for r in d.peak_rss_mib or [0]) for d in work),
-            "worker_msg_per_cpu_second": results.spread(msgs_per_cpu),
-            "redis_used_memory_bytes": max(d.redis_used_memory or 0 for d in work),
-            "prefix_bytes": max(d.prefix_bytes or 0 for d in work),
-            "all_exact": all(d.exact for d in work),
-        }
-        measured = [d for d in drains if d.kind == "worker+metrics" and d.processes == processes]
-        if measured:
-            # Same run, same messages: the cost of --metrics-port on the hot path.
-            with_metrics = [d.rate for d in measured]
-            by_count[str(processes)] |= {
-                "worker_with_metrics_msg_per_s": results.spread(with_metrics),
-                "worker_with_metrics_msg_per_cpu_second": results.spread(
-                    [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in measured]
-                ),
-                "metrics_cost": 1 - statistics.median(with_metrics) / statistics.median(rates),
-                "all_exact_with_metrics": all(d.exact for d in measured),
-            }
+def _summarise(
+    args: argparse.Namespace, counts: list[int], modes: list[str], drains: list[Drain]
+) -> dict[str, Any]:
+    by_mode: dict[str, Any] = {}
+    for mode in modes:
+        by_count: dict[str, Any] = {}
+        for processes in counts:
+            done = [d for d in drains if d.mode == mode and d.processes == processes]
+            if done:
+                by_count[str(processes)] = _figures(args, mode, done)
+        # Scale-out: the last process count against the first, same mode, same run.
+        if len(by_count) > 1:
+            first, last = by_count[str(counts[0])], by_count[str(counts[-1])]
+            by_count["scale_out"] = (
+                last["worker_msg_per_s"]["median"] / first["worker_msg_per_s"]["median"]
+            )
+        by_mode[mode] = by_count
     return {
         "benchmark": "throughput",
         "machine": results.machine(),
         "load_average_end": load_average(),
         "config": vars(args),
-        "by_processes": by_count,
+        "by_mode": by_mode,
         "drains": [asdict(d) for d in drains],
     }
 
 
+def _figures(args: argparse.Namespace, mode: str, done: list[Drain]) -> dict[str, Any]:
+    ceil = [d.rate for d in done if d.kind == "ceiling"]
+    work = [d for d in done if d.kind == "worker"]
+    rates = [d.rate for d in work]
+    # Worker CPU per message: a figure less sensitive to other load than msg/s.
+    msgs_per_cpu = [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in work]
+    figures: dict[str, Any] = {
+        "ceiling_msg_per_s": results.spread(ceil),
+        "worker_msg_per_s": results.spread(rates),
+        "ratio_worker_to_ceiling": statistics.median(rates) / statistics.median(ceil),
+        "worker_peak_rss_mib": max(max(r or 0 for r in d.peak_rss_mib or [0]) for d in work),
+        "worker_msg_per_cpu_second": results.spread(msgs_per_cpu),
+        "all_exact": all(d.exact for d in work),
+    }
+    if mode == "cold":
+        figures["worker_seconds"] = results.spread([d.seconds for d in work])
+        figures["worker_first_message_seconds"] = results.spread(
+            [d.first_seconds or 0.0 for d in work]
+        )
+        figures["ceiling_seconds"] = results.spread([d.seconds for d in done if d.kind != "worker"])
+    else:
+        figures["redis_used_memory_bytes"] = max(d.redis_used_memory or 0 for d in work)
+        figures["prefix_bytes"] = max(d.prefix_bytes or 0 for d in work)
+    measured = [d for d in done if d.kind == "worker+metrics"]
+    if measured:
+        # Same run, same messages: the cost of --metrics-port on the hot path.
+        with_metrics = [d.rate for d in measured]
+        figures |= {
+            "worker_with_metrics_msg_per_s": results.spread(with_metrics),
+            "worker_with_metrics_msg_per_cpu_second": results.spread(
+                [args.messages / sum(c or 0 for c in d.cpu_seconds or [1]) for d in measured]
+            ),
+            "metrics_cost": 1 - statistics.median(with_metrics) / statistics.median(rates),
+            "all_exact_with_metrics": all(d.exact for d in measured),
+        }
+    return figures
+
+
 def summary_line(result: dict[str, Any]) -> str:
     parts = []
-    for processes, figures in result["by_processes"].items():
-        w, c = figures["worker_msg_per_s"], figures["ceiling_msg_per_s"]
-        parts.append(
-            f"x{processes}: worker {w['median']:,.0f} msg/s ({w['min']:,.0f}-{w['max']:,.0f}), "
-            f"ceiling {c['median']:,.0f} ({c['min']:,.0f}-{c['max']:,.0f}), "
-            f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
-            f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
-        )
-        if "metrics_cost" in figures:
-            m = figures["worker_with_metrics_msg_per_s"]
-            parts[-1] += (
-                f", with --metrics-port {m['median']:,.0f} ({m['min']:,.0f}-{m['max']:,.0f}, "
-                f"cost {100 * figures['metrics_cost']:.1f} %)"
+    for mode, by_count in result["by_mode"].items():
+        for processes, figures in by_count.items():
+            if processes == "scale_out":
+                parts.append(f"{mode} scale-out {figures:.2f}x")
+                continue
+            w, c = figures["worker_msg_per_s"], figures["ceiling_msg_per_s"]
+            parts.append(
+                f"{mode} x{processes}: worker {w['median']:,.0f} msg/s "
+                f"({w['min']:,.0f}-{w['max']:,.0f}), "
+                f"ceiling {c['median']:,.0f} ({c['min']:,.0f}-{c['max']:,.0f}), "
+                f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
+                f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
             )
+            if "metrics_cost" in figures:
+                m = figures["worker_with_metrics_msg_per_s"]
+                parts[-1] += (
+                    f", with --metrics-port {m['median']:,.0f} ({m['min']:,.0f}-{m['max']:,.0f}, "
+                    f"cost {100 * figures['metrics_cost']:.1f} %)"
+                )
     return "throughput: " + "; ".join(parts) + f"; load {result['load_average_end']}"
 
 
@@ -427,6 +622,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--messages", type=int, default=1_000_000)
     parse.add_argument("--repeat", type=int, default=3)
     parse.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parse.add_argument(
+        "--modes", default="cold,stable", help="cold (from process start), stable, or both"
+    )
     parse.add_argument("--users", type=int, default=100_000, help="size of the repeating user pool")
     parse.add_argument("--invalid-every", type=int, default=20, help="every Nth message is invalid")
     parse.add_argument("--batch-size", type=int, default=0, help="worker --batch-size (0: default)")
