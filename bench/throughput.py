@@ -206,9 +206,8 @@ def workers_stable(
         # The workers start after what is already in the topic: the window holds it as applied.
         ends = end_offsets(args.bootstrap_servers, topic)
         applied_key = WindowLayout(prefix=prefix).applied_offsets_key(topic)
-        applied = {p: end - 1 for p, end in ends.items() if end}
-        if applied:  # the first pass starts on an empty topic
-            client.hset(applied_key, mapping=applied)
+        if any(ends.values()):  # the first pass starts on an empty topic
+            client.hset(applied_key, mapping={p: end - 1 for p, end in ends.items() if end})
         producer, expected = _held_back_backlog(args, topic)
         settings = {**_worker_options(args, names, prefix), "input_topic": topic}
         if metrics:
