@@ -35,7 +35,8 @@ def run_aggregator(
     client = redis_client(settings.redis_url, settings.redis_sentinel)
     try:
         lease = AggregatorLease(client, settings.layout, settings.lease_seconds)
-        reader = WindowReader(client, settings.layout)
+        # Read no more values than an event lists (the rest is summed under "__other__").
+        reader = WindowReader(client, settings.layout, max_values=settings.max_distribution_values)
         Aggregator(settings, producer, reader, lease, stop, probe=probe).run()
     finally:
         client.close()

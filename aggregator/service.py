@@ -206,7 +206,12 @@ class Aggregator:
         started = self._clock()
         totals = self._reader.read(end)
         self._metrics.window_read_seconds.observe(self._clock() - started)
-        event = build_metric_event(totals, datetime.now(UTC), self._layout.bucket_seconds)
+        event = build_metric_event(
+            totals,
+            datetime.now(UTC),
+            self._layout.bucket_seconds,
+            max_values=self._settings.max_distribution_values,
+        )
         self._publisher.publish(event)
         self._metrics.published(
             event.total_messages,

@@ -63,7 +63,11 @@ class ConsumerShell:
             self._dead_letters,
             self,
             stop,
-            fold=partial(fold_batch, max_bytes=settings.max_message_bytes),
+            fold=partial(
+                fold_batch,
+                max_bytes=settings.max_message_bytes,
+                max_field_bytes=settings.max_field_bytes,
+            ),
             clock=clock,
             backoff=backoff,
             sleep=sleep,

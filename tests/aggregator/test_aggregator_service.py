@@ -369,3 +369,28 @@ def test_a_clock_that_keeps_time_draws_no_warning(
             clocks.advance(10)
             clocks.server += 0.5  # drift and slow replies stay under the tolerance
     assert "Redis clock" not in caplog.text
+
+
+def test_the_event_lists_at_most_the_settings_distribution_values(
+    server: fakeredis.FakeServer, clocks: Clocks
+) -> None:
+    client = fakeredis.FakeRedis(server=server)
+    bucket = 999_990  # inside the first window the aggregator publishes
+    client.zadd(LAYOUT.bucket_key(bucket, BucketField.LOCALES), {"TX": 5, "OH": 4, "CA": 3})
+    client.zadd(LAYOUT.bucket_key(bucket, BucketField.DEVICES), {"iOS": 12})
+    client.zadd(LAYOUT.bucket_key(bucket, BucketField.VERSIONS), {"2.3.0": 12})
+    client.hset(LAYOUT.bucket_key(bucket, BucketField.COUNTS), COUNT_VALID, 12)
+    settings = AggregatorSettings(**{**_fields(SETTINGS), "max_distribution_values": 2})
+    producer = RecordingProducer()
+    aggregator = Aggregator(
+        settings,
+        producer,  # type: ignore[arg-type]
+        ClockedReader(client, clocks),
+        AggregatorLease(client, LAYOUT, settings.lease_seconds, token="one"),
+        threading.Event(),
+        clock=lambda: clocks.local,
+    )
+    aggregator.step()
+    (event,) = producer.events
+    assert event["location_distribution"] == {"TX": 5, "OH": 4, "__other__": 3}
+    assert event["window_size"] == 12

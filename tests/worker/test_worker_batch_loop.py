@@ -4,6 +4,7 @@ by checking the window against the stream's own ground truth."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -409,3 +410,25 @@ def test_a_fatal_refusal_inside_the_rebalance_callback_is_raised_from_the_loop(
     with pytest.raises(FatalRedisError, match="read applied offsets"):
         worker.shell.step()
     assert worker.consumer.positions == {}, "nothing assigned, nothing consumed"
+
+
+def test_the_field_limit_of_the_settings_reaches_the_fold(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    login = {"app_version": "1", "ip": "1.1.1.1", "locale": "TX", "device_type": "iOS"}
+    short = json.dumps({**login, "user_id": "u" * 8, "timestamp": 1}).encode()
+    long = json.dumps({**login, "user_id": "u" * 9, "timestamp": 1}).encode()
+    logs: Logs = {0: [short, long]}
+    consumer, producer = FakeConsumer(TOPIC, logs, clock), FakeProducer(clock)
+    settings = dataclasses.replace(SETTINGS, max_field_bytes=8)
+    shell = ConsumerShell(
+        settings, consumer, producer, FlakyWriter(client, clock, LAYOUT, TOPIC),
+        threading.Event(), clock=clock, sleep=clock.advance,
+    )  # fmt: skip
+    shell.subscribe()
+    consumer.rebalance(assign=[0])
+    for _ in range(50):
+        shell.step()
+    assert window_counts(client) == (1, 1)
+    (letter,) = producer.delivered
+    assert json.loads(letter)["error_code"] == "value_too_long"
