@@ -18,6 +18,7 @@ import redis
 from confluent_kafka import KafkaException
 
 from loginmetrics.runtime.backoff import Backoff
+from loginmetrics.runtime.errors import LoginMetricsError
 from loginmetrics.runtime.metrics import WorkerMetrics, common_metrics, worker_metrics
 from loginmetrics.runtime.redis_errors import raise_if_fatal
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
@@ -40,6 +41,11 @@ class Partitions(Protocol):
     def resume(self) -> None: ...
     def seek(self, partition: int, offset: int) -> None: ...
     def commit(self, applied: Mapping[int, int | None]) -> None: ...
+
+
+class FatalConsumerError(LoginMetricsError):
+    """librdkafka declared the consumer failed (a fatal error): the process must end, and the
+    supervisor starts a fresh one in its place."""
 
 
 @dataclass(slots=True)
@@ -225,6 +231,10 @@ class BatchStep:
     def _fold(self, records: Sequence[Record]) -> None:
         folded = self._fold_batch(records, self.applied)
         for error in folded.kafka_errors:
+            if getattr(error, "fatal", lambda: False)():
+                # e.g. a static member fenced after a coordinator failover: this consumer can
+                # never consume again, a new process (same slot) can.
+                raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
             logger.warning("consumer error: %s", error)
         for partition, count in skipped_offsets(self.applied, folded.first_offsets).items():
             logger.warning(

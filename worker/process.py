@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from confluent_kafka import Consumer, Producer
 
@@ -15,6 +16,7 @@ from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import start_supervised_child
 from loginmetrics.runtime.supervisor import ChildSpec
 from loginmetrics.window import WindowWriter
+from loginmetrics.worker.batch_step import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.lag import lag_statistics
 from loginmetrics.worker.settings import WorkerSettings
@@ -29,6 +31,18 @@ def worker_specs(settings: WorkerSettings, processes: int) -> list[ChildSpec]:
         ChildSpec(f"loginmetrics-worker-{index}", run_worker_process, (settings, index))
         for index in range(processes)
     ]
+
+
+@contextmanager
+def restart_when_consumer_failed() -> Iterator[None]:
+    """A consumer librdkafka declared failed becomes one ERROR line and exit code 1: the
+    supervisor starts a fresh process in the slot (with static membership, under the same
+    group.instance.id), which can consume again."""
+    try:
+        yield
+    except FatalConsumerError as exc:
+        logger.error("%s; exiting so that a fresh worker process takes this slot", exc)
+        raise SystemExit(1) from None
 
 
 def run_worker_process(
@@ -57,7 +71,7 @@ def run_worker_process(
         settings.input_topic,
     )
     logger.info("worker %d started (pid %d)", index, os.getpid())
-    with exit_when_fatal():
+    with exit_when_fatal(), restart_when_consumer_failed():
         inspector = KafkaTopicInspector(settings.kafka, consumer, settings.input_topic)
         shell = ConsumerShell(
             settings, consumer, producer, writer, stop, probe=probe, inspector=inspector

@@ -22,6 +22,7 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window import WindowLayout
+from loginmetrics.worker.batch_step import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.settings import WorkerSettings
 from tests.support import login_stream
@@ -432,3 +433,34 @@ def test_the_field_limit_of_the_settings_reaches_the_fold(
     assert window_counts(client) == (1, 1)
     (letter,) = producer.delivered
     assert json.loads(letter)["error_code"] == "value_too_long"
+
+
+class FatalRecord:
+    """What consume() returns when librdkafka declares the consumer failed."""
+
+    def error(self) -> KafkaError:
+        return KafkaError(KafkaError._FENCED, "Static consumer fenced", fatal=True)
+
+    def partition(self) -> None:
+        return None
+
+    def offset(self) -> None:
+        return None
+
+    def value(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+
+def test_a_fatal_consumer_error_ends_the_process_for_a_fresh_one(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=20)
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0])
+    worker.drain(stream.logs)
+    with pytest.raises(FatalConsumerError, match="fenced"):
+        worker.shell.batch.step([FatalRecord()])
+    assert_exact(client, stream)  # what was applied stays applied, exactly
