@@ -42,20 +42,14 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.kafka_connection
 @options.redis_connection
 @options.window_layout
-@options.metrics_topic
-@options.emit_interval
-@options.lease_seconds
-@options.max_distribution_values
+@options.aggregator_settings
 @options.metrics_port
 def aggregate(
     kafka: dict[str, str],
     redis_url: str,
     redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
-    metrics_topic: str,
-    emit_interval: float,
-    lease_seconds: float,
-    max_distribution_values: int,
+    aggregator_settings: AggregatorSettings,
     metrics_port: int | None,
 ) -> None:
     """Publish the sliding window's totals as metric events.
@@ -71,16 +65,7 @@ def aggregate(
     dies. Each window end is emitted at most once. SIGINT/SIGTERM releases
     the lease and exits 0.
     """
-    settings = options.build_aggregator_settings(
-        kafka,
-        redis_url,
-        redis_sentinel,
-        layout,
-        metrics_topic,
-        emit_interval,
-        lease_seconds,
-        max_distribution_values,
-    )
+    settings = aggregator_settings
     require_topics(kafka, [settings.metrics_topic])
     require_redis(redis_url, redis_sentinel)
     log_aggregator_startup(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -335,53 +335,68 @@ def bad_parameters() -> Iterator[None]:
         raise click.BadParameter(str(exc)) from exc
 
 
-def build_worker_settings(
-    kafka: Mapping[str, str],
-    redis_url: str,
-    redis_sentinel: SentinelConfig | None,
-    layout: WindowLayout,
-    input_topic: str,
-    dlq_topic: str,
-    group_id: str,
-    batch_size: int,
-    max_message_bytes: int,
-    max_field_bytes: int,
-) -> WorkerSettings:
-    """The one place a worker's settings are built from command-line values."""
-    with bad_parameters():
-        return WorkerSettings(
-            kafka=dict(kafka),
-            redis_url=redis_url,
-            redis_sentinel=redis_sentinel,
-            layout=layout,
-            input_topic=input_topic,
-            dlq_topic=dlq_topic,
-            group_id=group_id,
-            batch_size=batch_size,
-            max_message_bytes=max_message_bytes,
-            max_field_bytes=max_field_bytes,
-        )
+def worker_settings(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the worker's own options and hands the command ``worker_settings``: the one place a
+    ``WorkerSettings`` is built from the command line. Goes below ``kafka_connection``,
+    ``redis_connection`` and ``window_layout``, whose values it reads (and leaves in place)."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        input_topic: str,
+        dlq_topic: str,
+        group_id: str,
+        batch_size: int,
+        max_message_bytes: int,
+        max_field_bytes: int,
+        **kwargs: Any,
+    ) -> Any:
+        with bad_parameters():
+            kwargs["worker_settings"] = WorkerSettings(
+                kafka=dict(kwargs["kafka"]),
+                redis_url=kwargs["redis_url"],
+                redis_sentinel=kwargs["redis_sentinel"],
+                layout=kwargs["layout"],
+                input_topic=input_topic,
+                dlq_topic=dlq_topic,
+                group_id=group_id,
+                batch_size=batch_size,
+                max_message_bytes=max_message_bytes,
+                max_field_bytes=max_field_bytes,
+            )
+        return command(*args, **kwargs)
+
+    return _apply(
+        [input_topic, dlq_topic, group_id, batch_size, max_message_bytes, max_field_bytes],
+        wrapper,
+    )
 
 
-def build_aggregator_settings(
-    kafka: Mapping[str, str],
-    redis_url: str,
-    redis_sentinel: SentinelConfig | None,
-    layout: WindowLayout,
-    metrics_topic: str,
-    emit_interval: float,
-    lease_seconds: float,
-    max_distribution_values: int,
-) -> AggregatorSettings:
-    """The one place an aggregator's settings are built from command-line values."""
-    with bad_parameters():
-        return AggregatorSettings(
-            kafka=dict(kafka),
-            redis_url=redis_url,
-            redis_sentinel=redis_sentinel,
-            layout=layout,
-            metrics_topic=metrics_topic,
-            emit_interval_seconds=emit_interval,
-            lease_seconds=lease_seconds,
-            max_distribution_values=max_distribution_values,
-        )
+def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the aggregator's own options and hands the command ``aggregator_settings``: the one
+    place an ``AggregatorSettings`` is built from the command line. Goes below the connection
+    and window options, like ``worker_settings``."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        metrics_topic: str,
+        emit_interval: float,
+        lease_seconds: float,
+        max_distribution_values: int,
+        **kwargs: Any,
+    ) -> Any:
+        with bad_parameters():
+            kwargs["aggregator_settings"] = AggregatorSettings(
+                kafka=dict(kwargs["kafka"]),
+                redis_url=kwargs["redis_url"],
+                redis_sentinel=kwargs["redis_sentinel"],
+                layout=kwargs["layout"],
+                metrics_topic=metrics_topic,
+                emit_interval_seconds=emit_interval,
+                lease_seconds=lease_seconds,
+                max_distribution_values=max_distribution_values,
+            )
+        return command(*args, **kwargs)
+
+    return _apply([metrics_topic, emit_interval, lease_seconds, max_distribution_values], wrapper)

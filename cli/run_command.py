@@ -7,6 +7,7 @@ import sys
 import click
 
 from loginmetrics.aggregator.process import run_aggregator_process
+from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli import options
 from loginmetrics.cli.aggregate_command import (
     log_aggregator_startup,
@@ -20,6 +21,7 @@ from loginmetrics.runtime.http_probe import pool_monitoring
 from loginmetrics.runtime.supervisor import ChildSpec, Supervisor
 from loginmetrics.window import WindowLayout
 from loginmetrics.worker.process import worker_specs
+from loginmetrics.worker.settings import WorkerSettings
 
 AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 
@@ -28,18 +30,10 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.kafka_connection
 @options.redis_connection
 @options.window_layout
-@options.input_topic
-@options.metrics_topic
-@options.dlq_topic
-@options.group_id
+@options.worker_settings
+@options.aggregator_settings
 @options.processes
 @options.metrics_port
-@options.batch_size
-@options.max_message_bytes
-@options.max_field_bytes
-@options.emit_interval
-@options.lease_seconds
-@options.max_distribution_values
 @click.pass_obj
 def run(
     logs: LogSettings,
@@ -47,18 +41,10 @@ def run(
     redis_url: str,
     redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
-    input_topic: str,
-    metrics_topic: str,
-    dlq_topic: str,
-    group_id: str,
+    worker_settings: WorkerSettings,
+    aggregator_settings: AggregatorSettings,
     processes: int,
     metrics_port: int | None,
-    batch_size: int,
-    max_message_bytes: int,
-    max_field_bytes: int,
-    emit_interval: float,
-    lease_seconds: float,
-    max_distribution_values: int,
 ) -> None:
     """Run the whole pipeline: --processes workers and the aggregator.
 
@@ -67,29 +53,8 @@ def run(
     on Ctrl-C (or SIGTERM) drains them all and exits 0. Watch the result with
     `loginmetrics print --table` and feed it with `loginmetrics generate`.
     """
-    worker = options.build_worker_settings(
-        kafka,
-        redis_url,
-        redis_sentinel,
-        layout,
-        input_topic,
-        dlq_topic,
-        group_id,
-        batch_size,
-        max_message_bytes,
-        max_field_bytes,
-    )
-    aggregator = options.build_aggregator_settings(
-        kafka,
-        redis_url,
-        redis_sentinel,
-        layout,
-        metrics_topic,
-        emit_interval,
-        lease_seconds,
-        max_distribution_values,
-    )
-    require_topics(kafka, [input_topic, dlq_topic, metrics_topic])
+    worker, aggregator = worker_settings, aggregator_settings
+    require_topics(kafka, [worker.input_topic, worker.dlq_topic, aggregator.metrics_topic])
     require_redis(redis_url, redis_sentinel)
     log_worker_startup(worker, processes)
     log_aggregator_startup(aggregator)

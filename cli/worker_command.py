@@ -27,14 +27,9 @@ logger = logging.getLogger(__name__)
 @options.kafka_connection
 @options.redis_connection
 @options.window_layout
-@options.input_topic
-@options.dlq_topic
-@options.group_id
+@options.worker_settings
 @options.processes
 @options.metrics_port
-@options.batch_size
-@options.max_message_bytes
-@options.max_field_bytes
 @click.pass_obj
 def worker(
     logs: LogSettings,
@@ -42,14 +37,9 @@ def worker(
     redis_url: str,
     redis_sentinel: SentinelConfig | None,
     layout: WindowLayout,
-    input_topic: str,
-    dlq_topic: str,
-    group_id: str,
+    worker_settings: WorkerSettings,
     processes: int,
     metrics_port: int | None,
-    batch_size: int,
-    max_message_bytes: int,
-    max_field_bytes: int,
 ) -> None:
     """Consume login events into the shared Redis window.
 
@@ -59,18 +49,7 @@ def worker(
     or rebalance never double-counts or loses a message. A process that dies is
     restarted. SIGINT/SIGTERM finishes the current batches and exits 0.
     """
-    settings = options.build_worker_settings(
-        kafka,
-        redis_url,
-        redis_sentinel,
-        layout,
-        input_topic,
-        dlq_topic,
-        group_id,
-        batch_size,
-        max_message_bytes,
-        max_field_bytes,
-    )
+    settings = worker_settings
     require_topics(kafka, [settings.input_topic, settings.dlq_topic])
     require_redis(redis_url, redis_sentinel)
     log_worker_startup(settings, processes)

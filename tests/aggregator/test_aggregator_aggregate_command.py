@@ -146,9 +146,19 @@ def test_settings_refuse_a_too_short_lease() -> None:
 
 
 def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
-    with pytest.raises(click.BadParameter, match="--lease-seconds"):
-        options.build_aggregator_settings(
-            {}, "redis://x", None, WindowLayout(), "m", 10.0, 0.1, 100
+    @options.aggregator_settings
+    def command(**_values: object) -> None:
+        raise AssertionError("not reached: the settings check fails first")
+
+    values: dict[str, object] = {"kafka": {}, "redis_url": "redis://x", "redis_sentinel": None}
+    with pytest.raises(click.BadParameter, match="--metrics-topic"):
+        command(
+            **values,
+            layout=WindowLayout(),
+            metrics_topic="",
+            emit_interval=10.0,
+            lease_seconds=15.0,
+            max_distribution_values=100,
         )
 
 
