@@ -8,6 +8,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,6 +96,7 @@ class BatchStep:
         backoff: Backoff | None = None,
         sleep: Callable[[float], object] | None = None,
         metrics: WorkerMetrics | None = None,
+        overlap: bool = False,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
@@ -117,6 +120,12 @@ class BatchStep:
         self._failures = 0
         self._trouble = ""
         self._metrics = metrics or worker_metrics()
+        # overlap: a batch is applied on a thread of its own while the next one is consumed and
+        # folded (redis-py waits for Redis without the GIL); at most one is in flight, and the
+        # next is sent only once its outcome is known, so every expected offset is one the
+        # window will hold if the batch before it went in.
+        self._applier = ThreadPoolExecutor(1, "apply") if overlap else None
+        self._flight: tuple[PendingBatch, Future[tuple[ApplyOutcome, float]]] | None = None
 
     @property
     def waiting(self) -> bool:
@@ -126,6 +135,8 @@ class BatchStep:
     def step(self, records: Sequence[Record]) -> float:
         """Handle freshly consumed ``records`` and any retry that is due; return the seconds
         until the next retry is due (0.0: nothing pending, consume at will)."""
+        if self._flight is not None:
+            return self._step_in_flight(records)
         if self.waiting:
             self._put_back(records)
             if self._clock() < self._retry_at:
@@ -145,6 +156,58 @@ class BatchStep:
             self._failures, self._delays = 0, None
         self._partitions.resume()
         return 0.0
+
+    def settle(self) -> None:
+        """Land the batch being applied, if one is (before the last commit on close)."""
+        if self._flight is not None:
+            with suppress(_RetryLater):  # not applied: the next owner applies it
+                self._land()
+        if self._applier is not None:
+            self._applier.shutdown()
+
+    def _step_in_flight(self, records: Sequence[Record]) -> float:
+        """The previous batch is being applied: fold ``records`` meanwhile, against the offsets
+        it will leave, then land it and go on as step() does."""
+        ahead = self._pending(records, self._projected()) if records else None
+        try:
+            self._land()
+        except _RetryLater as retry:
+            self._put_back(records)  # folded ahead of a batch that did not go in
+            return self._retry(retry)
+        if ahead is not None:
+            if self.waiting:  # refused: the rewind decides where its partitions go on
+                self._put_back(records)
+            else:
+                self._batch = ahead
+        return self.step(())
+
+    def _projected(self) -> Applied:
+        """The applied offsets once the batch in flight is in."""
+        assert self._flight is not None
+        projected = dict(self.applied)
+        for advance in self._flight[0].advances:
+            if advance.partition in projected:
+                projected[advance.partition] = advance.applied
+        return projected
+
+    def _land(self) -> None:
+        """Wait for the batch in flight and take its outcome; a Redis error puts it back to be
+        applied again with the same expected offsets."""
+        assert self._flight is not None
+        pending, applying = self._flight
+        self._flight = None
+        try:
+            outcome, seconds = self._redis(applying.result, "apply")
+        except _RetryLater:
+            self._batch = pending
+            raise
+        self._took(pending, outcome, seconds)
+
+    def _await_flight(self) -> None:
+        """Let the batch in flight reach Redis (landed by the next step()): a rebalance callback
+        reads or hands over offsets that must be final."""
+        if self._flight is not None:
+            wait_for([self._flight[1]])
 
     # -- rebalance (called from the consumer's callbacks) -----------------------------------
 
@@ -202,6 +265,7 @@ class BatchStep:
 
     def _blocking(self, operation: Callable[[], T]) -> T | None:
         """``operation`` retried until Redis answers; None if asked to stop first."""
+        self._await_flight()
         delays = self._backoff.delays()
         attempts = 0
         while not self._stop.is_set():
@@ -220,6 +284,7 @@ class BatchStep:
             self._seeks.pop(partition, None)
 
     def revoked(self, partitions: list[int]) -> None:
+        self._await_flight()  # the next owner starts from the offsets it leaves
         for partition in partitions:
             self.applied.pop(partition, None)
             self._unread.pop(partition, None)
@@ -229,30 +294,35 @@ class BatchStep:
     # -- one batch -------------------------------------------------------------------------
 
     def _fold(self, records: Sequence[Record]) -> None:
-        folded = self._fold_batch(records, self.applied)
+        self._batch = self._pending(records, self.applied)
+
+    def _pending(self, records: Sequence[Record], applied: Applied) -> PendingBatch | None:
+        """``records`` folded on top of ``applied`` (the offsets in the window by then)."""
+        folded = self._fold_batch(records, applied)
         for error in folded.kafka_errors:
             if getattr(error, "fatal", lambda: False)():
                 # e.g. a static member fenced after a coordinator failover: this consumer can
                 # never consume again, a new process (same slot) can.
                 raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
             logger.warning("consumer error: %s", error)
-        for partition, count in skipped_offsets(self.applied, folded.first_offsets).items():
+        for partition, count in skipped_offsets(applied, folded.first_offsets).items():
             logger.warning(
                 "partition %d: %d offsets after %s were removed (retention or truncation) "
                 "before they were read; they are not in the window",
                 partition,
                 count,
-                self.applied[partition],
+                applied[partition],
             )
             self._metrics.offsets_skipped(count)
-        if folded.last_offsets:
-            advances = [
-                PartitionAdvance(partition, self.applied[partition], last)
-                for partition, last in folded.last_offsets.items()
-            ]
-            lettered = self._lettered
-            unsent = [r for r in folded.rejected if r.offset > lettered.get(r.partition, NO_OFFSET)]
-            self._batch = PendingBatch(folded, advances, unsent, datetime.now(UTC))
+        if not folded.last_offsets:
+            return None
+        advances = [
+            PartitionAdvance(partition, applied[partition], last)
+            for partition, last in folded.last_offsets.items()
+        ]
+        lettered = self._lettered
+        unsent = [r for r in folded.rejected if r.offset > lettered.get(r.partition, NO_OFFSET)]
+        return PendingBatch(folded, advances, unsent, datetime.now(UTC))
 
     def _work(self) -> None:
         if self._batch is not None:
@@ -279,12 +349,21 @@ class BatchStep:
         for partition, last in pending.folded.last_offsets.items():
             if partition in self.applied:
                 self._lettered[partition] = max(last, self._lettered.get(partition, NO_OFFSET))
-        started = self._clock()
-        outcome = self._redis(
-            lambda: self._writer.apply_batch(pending.advances, pending.folded.increments), "apply"
-        )
-        seconds = self._clock() - started
+        if self._applier is not None and not self._failures:
+            self._flight = (pending, self._applier.submit(self._apply, pending))
+            self._batch = None
+            return  # landed by the next step()
+        outcome, seconds = self._redis(lambda: self._apply(pending), "apply")
         self._batch = None
+        self._took(pending, outcome, seconds)
+
+    def _apply(self, pending: PendingBatch) -> tuple[ApplyOutcome, float]:
+        started = self._clock()
+        outcome = self._writer.apply_batch(pending.advances, pending.folded.increments)
+        return outcome, self._clock() - started
+
+    def _took(self, pending: PendingBatch, outcome: ApplyOutcome, seconds: float) -> None:
+        """Book a batch's outcome: its offsets, commit and figures, or the rewind if refused."""
         if not outcome.applied:
             self._metrics.batch_refused(seconds)
             self._refused(pending, outcome)

@@ -51,6 +51,7 @@ class ConsumerShell:
         sleep: Callable[[float], object] | None = None,
         probe: LoopProbe | None = None,
         inspector: TopicInspector | None = None,
+        overlap: bool = False,
     ) -> None:
         self._settings = settings
         self._topic = settings.input_topic
@@ -71,6 +72,7 @@ class ConsumerShell:
             clock=clock,
             backoff=backoff,
             sleep=sleep,
+            overlap=overlap,  # apply each batch while the next is consumed and folded
         )
         self._paused = False
         self._delay = 0.0
@@ -124,6 +126,7 @@ class ConsumerShell:
         return self._delay
 
     def close(self) -> None:
+        self.batch.settle()
         self._dead_letters.flush(CLOSE_FLUSH_SECONDS)
         self._commit(self.batch.applied, asynchronous=False)
         # Leave the group at once, so the partitions move on without a session timeout. A static

@@ -74,6 +74,13 @@ def run_worker_process(
     with exit_when_fatal(), restart_when_consumer_failed():
         inspector = KafkaTopicInspector(settings.kafka, consumer, settings.input_topic)
         shell = ConsumerShell(
-            settings, consumer, producer, writer, stop, probe=probe, inspector=inspector
+            settings,
+            consumer,
+            producer,
+            writer,
+            stop,
+            probe=probe,
+            inspector=inspector,
+            overlap=True,
         )
         shell.run()
