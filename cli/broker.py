@@ -4,6 +4,7 @@ says what to do when the broker or the topic is missing, and error reports that 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -20,6 +21,15 @@ STACK_HINT = "start it with `make stack-up`"
 # Seconds between two "not reachable" reports while the broker stays down.
 UNREACHABLE_REPORT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 15.0
+CREDENTIALS_HINT = (
+    "check --sasl-username / KAFKA_SASL_USERNAME, the password in KAFKA_SASL_PASSWORD and "
+    "--sasl-mechanism / KAFKA_SASL_MECHANISM (the broker must enable that mechanism for the user)"
+)
+# librdkafka's wording around the broker's reason: "<broker>: SASL authentication error: <reason>
+# (after 312ms in state AUTH_REQ)", or "<broker>: SASL PLAIN mechanism handshake failed: ...".
+_AUTHENTICATION_NOISE = re.compile(
+    r"^(\S+://\S+: )?(SASL authentication error: )?|\s*\(after \d+ms in state \w+\)$"
+)
 
 
 class MetadataClient(Protocol):
@@ -42,12 +52,15 @@ class LibrdkafkaLog:
 
 
 class BrokerWatch:
-    """librdkafka's ``error_cb``: remembers whether every broker is down, and reports that at
-    most every ``UNREACHABLE_REPORT_SECONDS`` once the command has started."""
+    """librdkafka's ``error_cb``: remembers whether every broker is down or refused our
+    credentials, and reports an unreachable broker at most every ``UNREACHABLE_REPORT_SECONDS``
+    once the command has started."""
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.all_brokers_down = False
+        # The broker's reason for refusing our login, once it has (librdkafka keeps retrying).
+        self.authentication_failure: str | None = None
         self.started = False
         self._last_report = -UNREACHABLE_REPORT_SECONDS
 
@@ -55,6 +68,8 @@ class BrokerWatch:
         unreachable = error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.all_brokers_down = True
+        if error.code() == KafkaError._AUTHENTICATION:
+            self.authentication_failure = authentication_reason(error.str())
         if not self.started:
             return  # the startup check turns it into one clear message
         if not unreachable:
@@ -71,6 +86,14 @@ class BrokerWatch:
         return {"error_cb": self, "logger": LibrdkafkaLog()}
 
     def unreachable(self, detail: str) -> click.ClickException:
+        """Why the broker cannot be used: it refused our credentials when librdkafka said so
+        (a refused login looks like a transport failure to the request that gave up), else it
+        is not reachable."""
+        if self.authentication_failure is not None:
+            return click.ClickException(
+                f"Kafka at {self.bootstrap_servers}: SASL authentication failed "
+                f"({self.authentication_failure}) — {CREDENTIALS_HINT}"
+            )
         return click.ClickException(
             f"Kafka at {self.bootstrap_servers} not reachable ({detail}) — {STACK_HINT}, "
             "or point --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS at your broker"
@@ -91,7 +114,11 @@ def topic_partitions(
             metadata = client.list_topics(topic, timeout=1.0)
         except KafkaException as exc:
             client.poll(0)  # serves error_cb, which learns whether every broker is down
-            if watch.all_brokers_down or time.monotonic() >= deadline:
+            if (
+                watch.all_brokers_down
+                or watch.authentication_failure is not None
+                or time.monotonic() >= deadline
+            ):
                 raise watch.unreachable(str(exc.args[0].str())) from exc
             continue
         break
@@ -103,6 +130,11 @@ def topic_partitions(
     if error is not None:
         raise click.ClickException(f"cannot use topic {topic!r}: {error.str()}")
     return sorted(found.partitions)
+
+
+def authentication_reason(error: str) -> str:
+    """The broker's reason in librdkafka's report of a refused SASL login."""
+    return _AUTHENTICATION_NOISE.sub("", error) or error
 
 
 def missing_topic_message(topic: str, bootstrap_servers: str) -> str:
