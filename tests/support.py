@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pytest
@@ -144,15 +144,18 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes | 
     assert producer.flush(60) == 0, "not every test message was delivered"
 
 
-def topic_reader(bootstrap: str, topic: str, group_id: str = "") -> Consumer:
+def topic_reader(
+    bootstrap: str, topic: str, group_id: str = "", config: Mapping[str, str] | None = None
+) -> Consumer:
     """A consumer of ``topic`` from its start that commits nothing, in ``group_id`` or else a
-    group of its own."""
+    group of its own; ``config`` adds librdkafka settings (e.g. SASL)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": group_id or f"test-reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **(config or {}),
         }
     )
     consumer.subscribe([topic])

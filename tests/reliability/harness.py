@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ class Feeder:
     as fast as it goes), and records the partition and offset each message landed at.
 
     The producer is idempotent, so a broker outage neither loses nor duplicates a message in the
-    input topic: the ground truth stays exact whatever the test does to the broker.
+    input topic: the ground truth stays exact whatever the test does to the broker. ``config``
+    adds librdkafka settings (e.g. SASL).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class Feeder:
         topic: str,
         messages: Sequence[PlannedMessage],
         rate: float | None = None,
+        config: Mapping[str, str] | None = None,
     ) -> None:
         self._producer = Producer(
             {
@@ -54,6 +56,7 @@ class Feeder:
                 "message.max.bytes": 2_000_000,
                 "message.timeout.ms": 180_000,
                 "logger": kafka_logger,
+                **(config or {}),
             }
         )
         self._topic = topic
