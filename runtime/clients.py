@@ -5,6 +5,7 @@ Every process builds its own clients (never across a fork or spawn)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,18 +98,45 @@ def bootstrap_servers(kafka: Mapping[str, Any]) -> str:
     return str(kafka.get("bootstrap.servers", "?"))
 
 
-def kafka_error_logger(bootstrap: str) -> Callable[[KafkaError], None]:
-    """librdkafka's ``error_cb``, worded for an operator."""
+# librdkafka reports a lasting problem (a broker down, a refused login) on every retry, several
+# times a second: one line per kind of problem in this long is enough for an operator.
+KAFKA_ERROR_REPORT_SECONDS = 10.0
+
+
+def kafka_error_logger(
+    bootstrap: str, clock: Callable[[], float] = time.monotonic
+) -> Callable[[KafkaError], None]:
+    """librdkafka's ``error_cb``, worded for an operator, each kind of error at most once per
+    ``KAFKA_ERROR_REPORT_SECONDS`` (the lines in between are counted in the next one)."""
+    last_report: dict[int, float] = {}
+    suppressed: dict[int, int] = {}
 
     def log_error(error: KafkaError) -> None:
-        if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+        code = error.code()
+        now = clock()
+        if now - last_report.get(code, -KAFKA_ERROR_REPORT_SECONDS) < KAFKA_ERROR_REPORT_SECONDS:
+            suppressed[code] = suppressed.get(code, 0) + 1
+            return
+        last_report[code] = now
+        again = suppressed.pop(code, 0)
+        repeated = f" (and {again} more times since the last report)" if again else ""
+        if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
             logger.error(
-                "Kafka at %s not reachable (%s); is the broker running? Locally: `make stack-up`",
+                "Kafka at %s not reachable (%s)%s; is the broker running? Locally: `make stack-up`",
                 bootstrap,
                 error.str(),
+                repeated,
+            )
+        elif code == KafkaError._AUTHENTICATION:
+            logger.error(
+                "Kafka at %s refused the login (%s)%s; check the SASL user, password and "
+                "mechanism (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SASL_MECHANISM)",
+                bootstrap,
+                error.str(),
+                repeated,
             )
         else:
-            logger.error("Kafka error: %s", error.str())
+            logger.error("Kafka error: %s%s", error.str(), repeated)
 
     return log_error
 

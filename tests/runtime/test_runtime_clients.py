@@ -3,9 +3,17 @@ never retries behind our back."""
 
 from __future__ import annotations
 
-import pytest
+import logging
 
-from loginmetrics.runtime.clients import SentinelConfig, parse_addresses, redis_client
+import pytest
+from confluent_kafka import KafkaError
+
+from loginmetrics.runtime.clients import (
+    SentinelConfig,
+    kafka_error_logger,
+    parse_addresses,
+    redis_client,
+)
 from loginmetrics.runtime.errors import ConfigError
 
 
@@ -46,3 +54,21 @@ def test_through_sentinel_the_url_gives_db_and_password_only() -> None:
     assert pool.connection_kwargs["db"] == 2
     assert pool.connection_kwargs["password"] == "pw"
     assert "host" not in pool.connection_kwargs
+
+
+def test_a_lasting_kafka_problem_is_reported_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    log_error = kafka_error_logger("broker:9092", clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR):
+        for _ in range(40):  # librdkafka retrying three times a second, for 13.6 s
+            log_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication failed"))
+            log_error(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+            now[0] += 0.34
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4  # each kind at 0 s and again after 10 s
+    assert "refused the login" in lines[0]
+    assert "KAFKA_SASL_PASSWORD" in lines[0]
+    assert "not reachable" in lines[1]
+    assert "(and 29 more times since the last report)" in lines[2]
