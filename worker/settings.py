@@ -86,8 +86,9 @@ class WorkerSettings:
                     "session.timeout.ms": 10_000,
                     # A member learns of a rebalance from its next heartbeat, and a cooperative
                     # one takes two rounds: at 2 s, a second process started on a backlog got
-                    # its partitions ~4 s after joining (bench/throughput.py, cold start).
-                    "heartbeat.interval.ms": 500,
+                    # its partitions ~4 s after joining, at 500 ms ~1 s (bench/throughput.py,
+                    # cold start). A heartbeat is one small request.
+                    "heartbeat.interval.ms": 200,
                 }
             )
         config.update(self.kafka)
