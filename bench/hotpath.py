@@ -1,7 +1,7 @@
 """Where a worker's time per message goes, in one process, without the group or the wait:
 real consumed messages are held in memory and fed batch by batch to the worker's own batch
-step (fold, dead letters, apply to Redis, commit; each batch applied while the next is folded,
-as the worker does, unless ``--no-overlap``), timed and optionally profiled.
+step (fold, dead letters, apply to Redis, commit; with ``--overlap`` each batch is applied
+while the next is folded), timed and optionally profiled.
 
     python -m bench.hotpath --messages 300000 [--profile]
 """
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         producer = Producer(settings.dlq_producer_config())
         writer = WindowWriter(client, settings.layout, settings.input_topic)
         worker = ConsumerShell(
-            settings, consumer, producer, writer, threading.Event(), overlap=not args.no_overlap
+            settings, consumer, producer, writer, threading.Event(), overlap=args.overlap
         )
         worker.batch.assigned(dict.fromkeys(range(PARTITIONS)))  # as if just assigned, none applied
         profile = cProfile.Profile() if args.profile else None
@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--seed", type=int, default=7)
     parse.add_argument("--profile", action="store_true", help="cProfile the batch step")
     parse.add_argument(
-        "--no-overlap", action="store_true", help="apply each batch before folding the next"
+        "--overlap", action="store_true", help="apply each batch while folding the next"
     )
     parse.add_argument("--top", type=int, default=25, help="profile lines to print")
     return parse

@@ -88,7 +88,9 @@ def run_worker_process(
             stop,
             probe=probe,
             inspector=inspector,
-            overlap=True,
+            # Measured no faster here (1M messages, 4 interleaved passes each: 264k msg/s
+            # with overlap, 269k without; ~10 % more worker CPU), so it stays off.
+            overlap=False,
         )
         if gate is not None:
             # Topic metadata at hand, the JoinGroup follows the subscription within a few ms:
