@@ -88,9 +88,10 @@ def run_worker_process(
             stop,
             probe=probe,
             inspector=inspector,
-            # Measured no faster here (1M messages, 4 interleaved passes each: 264k msg/s
-            # with overlap, 269k without; ~10 % more worker CPU), so it stays off.
-            overlap=False,
+            # Each batch applied while the next is folded: over 10 interleaved passes of 1M
+            # messages each, 254k msg/s median (173k-307k) against 239k (183k-280k) without;
+            # it costs ~0.3 us/msg of worker CPU and needs the second core to be free.
+            overlap=True,
         )
         if gate is not None:
             # Topic metadata at hand, the JoinGroup follows the subscription within a few ms:
