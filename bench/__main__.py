@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bench import freshness, memory, sketch, throughput
+from bench import freshness, memory, recovery, sketch, throughput
 
 
 def main() -> None:
     summaries = [
         throughput.summary_line(throughput.main(["--messages", "300000", "--repeat", "3"])),
+        recovery.summary_line(recovery.main(["--kills", "2"])),
         freshness.summary_line(freshness.main(["--rate", "20000", "--seconds", "30"])),
         memory.summary_line(memory.main(["--users", "300000", "--window", "20"])),
         "sketch: datasketch HLL {datasketch_us_per_message:.2f} us/msg vs worker fold "
