@@ -3,6 +3,7 @@ between them in one rebalance instead of the first taking them all and handing h
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 import time
@@ -27,6 +28,9 @@ class JoinGate:
     def create(cls, members: int) -> JoinGate:
         handle, path = tempfile.mkstemp(prefix="loginmetrics-join-")
         os.close(handle)
+        # Normally the last process through removes it; if the pool never got that far, the
+        # process that created it does, on its way out (spawned children do not inherit this).
+        atexit.register(_remove, path)
         return cls(path, members)
 
     def pass_together(
@@ -56,3 +60,8 @@ class JoinGate:
         with suppress(FileNotFoundError):
             os.unlink(self.path)
         return True
+
+
+def _remove(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
