@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             metrics_topic=names["metrics"],
             group_id=prefix,
             emit_interval=args.emit_interval,
+            # Each marker is a locale of its own: an event must list every one of them, not
+            # fold the rarest under "__other__" (the default lists 100).
+            max_distribution_values=1000,
         )
         watcher = MetricWatcher(args.bootstrap_servers, names["metrics"])
         watcher.start()
