@@ -13,20 +13,18 @@ from concurrent.futures import wait as wait_for
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Protocol, TypeVar
 
-import redis
 from confluent_kafka import KafkaException
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.errors import LoginMetricsError
-from loginmetrics.runtime.metrics import WorkerMetrics, common_metrics, worker_metrics
-from loginmetrics.runtime.redis_errors import raise_if_fatal
+from loginmetrics.runtime.metrics import WorkerMetrics, worker_metrics
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
 from loginmetrics.worker.fold import NO_OFFSET, FoldedBatch, Record, RejectedRecord, fold_batch
-from loginmetrics.worker.offset_checks import skipped_offsets, truncated_partitions
+from loginmetrics.worker.offset_checks import skipped_offsets
+from loginmetrics.worker.retry import RetryLater, call_redis
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +68,6 @@ class PendingBatch:
     processed_at: datetime
 
 
-class _RetryLater(Exception):  # noqa: N818 - a signal within this module, not an error
-    def __init__(self, reason: str, service: str) -> None:
-        super().__init__(reason)
-        self.service = service
-
-
 class _Stopping(Exception):  # noqa: N818
     pass
 
@@ -94,7 +86,6 @@ class BatchStep:
         fold: Fold = fold_batch,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], object] | None = None,
         metrics: WorkerMetrics | None = None,
         overlap: bool = False,
     ) -> None:
@@ -105,8 +96,6 @@ class BatchStep:
         self._fold_batch = fold
         self._clock = clock
         self._backoff = backoff or Backoff()
-        # Waits inside a rebalance callback, where the consumer must not be polled.
-        self._sleep = sleep or stop.wait
         self.applied: Applied = {}
         self.stats = WorkerStats()
         self._batch: PendingBatch | None = None
@@ -147,7 +136,7 @@ class BatchStep:
             return 0.0
         try:
             self._work()
-        except _RetryLater as retry:
+        except RetryLater as retry:
             return self._retry(retry)
         except _Stopping:
             return 0.0
@@ -160,7 +149,7 @@ class BatchStep:
     def settle(self) -> None:
         """Land the batch being applied, if one is (before the last commit on close)."""
         if self._flight is not None:
-            with suppress(_RetryLater):  # not applied: the next owner applies it
+            with suppress(RetryLater):  # not applied: the next owner applies it
                 self._land()
         if self._applier is not None:
             self._applier.shutdown()
@@ -171,7 +160,7 @@ class BatchStep:
         ahead = self._pending(records, self._projected()) if records else None
         try:
             self._land()
-        except _RetryLater as retry:
+        except RetryLater as retry:
             self._put_back(records)  # folded ahead of a batch that did not go in
             return self._retry(retry)
         if ahead is not None:
@@ -197,13 +186,13 @@ class BatchStep:
         pending, applying = self._flight
         self._flight = None
         try:
-            outcome, seconds = self._redis(applying.result, "apply")
-        except _RetryLater:
+            outcome, seconds = call_redis(applying.result, "apply a batch")
+        except RetryLater:
             self._batch = pending
             raise
         self._took(pending, outcome, seconds)
 
-    def _await_flight(self) -> None:
+    def await_flight(self) -> None:
         """Let the batch in flight reach Redis (landed by the next step()): a rebalance callback
         reads or hands over offsets that must be final."""
         if self._flight is not None:
@@ -211,71 +200,10 @@ class BatchStep:
 
     # -- rebalance (called from the consumer's callbacks) -----------------------------------
 
-    def read_positions(self, partitions: list[int]) -> Applied | None:
-        """Applied offsets of newly assigned partitions, retried until Redis answers; None if
-        asked to stop first. Blocks without polling: it runs inside the rebalance callback."""
-        return self._blocking(lambda: self._writer.applied_offsets(partitions))
-
-    def adopt_topic(self, topic: str, topic_id: str) -> bool | None:
-        """Tie the window's offsets to this incarnation of the input topic; True when it is a
-        new one (the old offsets are dropped, its partitions are read from their start), None
-        if asked to stop first. Blocks like ``read_positions``."""
-        found = self._blocking(lambda: (self._writer.adopt_topic(topic_id),))
-        if found is None:
-            return None
-        (incarnation,) = found
-        if incarnation is None:
-            return False
-        logger.warning(
-            "topic %s was recreated (its id is %s, the window's offsets were for %s): reading it "
-            "from its start; the old offsets %s are dropped",
-            topic,
-            topic_id,
-            incarnation.old_topic_id,
-            incarnation.dropped_offsets or "(none)",
-        )
-        for partition in self.applied:  # owned from the old incarnation: start over too
+    def forget_offsets(self) -> None:
+        """The input topic was recreated: what this worker owns starts over from nothing."""
+        for partition in self.applied:
             self.applied[partition] = None
-        return True
-
-    def restart_truncated(self, applied: Applied, highs: Mapping[int, int]) -> Applied | None:
-        """``applied`` with every partition that now ends before its applied offset moved back
-        to its end (in Redis too), each logged and counted as a gap; None if asked to stop."""
-        result = dict(applied)
-        for cut in truncated_partitions(applied, highs):
-            moved = self._blocking(
-                partial(self._writer.restart_partition, cut.partition, cut.stored, cut.restart_at)
-            )
-            if moved is None:
-                return None
-            if not moved:
-                continue  # someone else moved it meanwhile; the compare-and-set will tell
-            logger.warning(
-                "partition %d ends at offset %d but the window applied up to %d: its log was "
-                "truncated or replaced; %d offsets counted as a gap, reading on from %d",
-                cut.partition,
-                cut.high,
-                cut.stored,
-                cut.gap,
-                cut.high,
-            )
-            self._metrics.offsets_skipped(cut.gap)
-            result[cut.partition] = cut.restart_at
-        return result
-
-    def _blocking(self, operation: Callable[[], T]) -> T | None:
-        """``operation`` retried until Redis answers; None if asked to stop first."""
-        self._await_flight()
-        delays = self._backoff.delays()
-        attempts = 0
-        while not self._stop.is_set():
-            try:
-                return self._redis(operation, "read")
-            except _RetryLater as retry:
-                attempts += 1
-                logger.warning("%s, attempt %d", retry, attempts)
-                self._sleep(next(delays))
-        return None
 
     def assigned(self, applied: Applied) -> None:
         self.applied.update(applied)
@@ -284,7 +212,7 @@ class BatchStep:
             self._seeks.pop(partition, None)
 
     def revoked(self, partitions: list[int]) -> None:
-        self._await_flight()  # the next owner starts from the offsets it leaves
+        self.await_flight()  # the next owner starts from the offsets it leaves
         for partition in partitions:
             self.applied.pop(partition, None)
             self._unread.pop(partition, None)
@@ -342,7 +270,7 @@ class BatchStep:
             # Only the failed ones are sent again: the others are confirmed.
             pending.undelivered = failed
             if failed:
-                raise _RetryLater(
+                raise RetryLater(
                     f"{len(failed)} dead letters not delivered to {self._dead_letters.dlq_topic}",
                     "the dead-letter topic",
                 )
@@ -353,7 +281,7 @@ class BatchStep:
             self._flight = (pending, self._applier.submit(self._apply, pending))
             self._batch = None
             return  # landed by the next step()
-        outcome, seconds = self._redis(lambda: self._apply(pending), "apply")
+        outcome, seconds = call_redis(lambda: self._apply(pending), "apply a batch")
         self._batch = None
         self._took(pending, outcome, seconds)
 
@@ -403,7 +331,7 @@ class BatchStep:
 
     def _read_rewind_targets(self) -> None:
         wanted = list(self._unread)
-        stored = self._redis(lambda: self._writer.applied_offsets(wanted), "read")
+        stored = call_redis(lambda: self._writer.applied_offsets(wanted), "read applied offsets")
         for partition in wanted:
             first = self._unread.pop(partition)
             if partition in self.applied:
@@ -424,7 +352,7 @@ class BatchStep:
                     continue
             del self._seeks[partition]
         if self._seeks:
-            raise _RetryLater(f"partitions {sorted(self._seeks)} not rewound", "the consumer")
+            raise RetryLater(f"partitions {sorted(self._seeks)} not rewound", "the consumer")
 
     def _put_back(self, records: Sequence[Record]) -> None:
         """Messages delivered after the pause are not ours to fold yet: seek back to them."""
@@ -438,21 +366,12 @@ class BatchStep:
             if partition in self.applied and partition not in self._unread | self._seeks:
                 self._seeks[partition] = offset
         if first:
-            with suppress(_RetryLater):  # what failed stays in _seeks for the next retry
+            with suppress(RetryLater):  # what failed stays in _seeks for the next retry
                 self._rewind()
 
     # -- waiting -------------------------------------------------------------------------------
 
-    def _redis(self, operation: Callable[[], T], doing: str) -> T:
-        what = "apply a batch" if doing == "apply" else "read applied offsets"
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            common_metrics().redis_error(exc)
-            raise_if_fatal(exc, what)
-            raise _RetryLater(f"Redis unavailable ({exc}) trying to {what}", "Redis") from exc
-
-    def _retry(self, retry: _RetryLater) -> float:
+    def _retry(self, retry: RetryLater) -> float:
         if self._delays is None:
             self._delays = self._backoff.delays()
         self._failures += 1

@@ -19,6 +19,7 @@ from loginmetrics.window import WindowWriter
 from loginmetrics.worker.batch_step import BatchStep, WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
 from loginmetrics.worker.fold import fold_batch
+from loginmetrics.worker.positions import PositionReader
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import TopicInspector
 
@@ -71,8 +72,11 @@ class ConsumerShell:
             ),
             clock=clock,
             backoff=backoff,
-            sleep=sleep,
             overlap=overlap,  # apply each batch while the next is consumed and folded
+        )
+        # Waits inside a rebalance callback, where the consumer must not be polled.
+        self._positions = PositionReader(
+            writer, stop, backoff or Backoff(), sleep or stop.wait, worker_metrics()
         )
         self._paused = False
         self._delay = 0.0
@@ -187,11 +191,15 @@ class ConsumerShell:
 
     def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
+        self.batch.await_flight()  # the positions read next must be final
+        positions = self._positions
         topic_id = self._inspector.topic_id() if self._inspector else None
-        recreated = False if topic_id is None else self.batch.adopt_topic(self._topic, topic_id)
-        applied = self.batch.read_positions(numbers)
+        recreated = False if topic_id is None else positions.adopt_topic(self._topic, topic_id)
+        if recreated:
+            self.batch.forget_offsets()
+        applied = positions.applied_offsets(numbers)
         if applied is not None and self._inspector is not None:
-            applied = self.batch.restart_truncated(
+            applied = positions.restart_truncated(
                 applied, self._inspector.high_watermarks(p for p, o in applied.items() if o)
             )
         if applied is None or recreated is None:
