@@ -26,6 +26,7 @@ from bench.stack import loginmetrics as loginmetrics
 from bench.stack import pipeline_env as pipeline_env
 from bench.stack import produce_one as produce_one
 from bench.stack import wait_for_leaders as wait_for_leaders
+from bench.stack import worker_pids as worker_pids
 from loginmetrics.cli.traffic import VARIED, LoginTraffic, PlannedMessage
 from loginmetrics.window import WindowLayout, WindowReader, WindowTotals
 

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.reliability.harness import PlannedMessage
+from loginmetrics.cli.traffic import PlannedMessage
 
 MAX_MESSAGE_BYTES = 64 * 1024  # the worker runs with --max-message-bytes set to this
 MAX_FIELD_BYTES = 256  # the worker's default --max-field-bytes

@@ -18,13 +18,9 @@ from typing import Any
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-# PlannedMessage, assert_matches and truth_of are re-exported for the tests that still import
-# them from here; the streams and their ground truth live in tests.support.
-from loginmetrics.cli.traffic import PlannedMessage as PlannedMessage
+from loginmetrics.cli.traffic import PlannedMessage
 from loginmetrics.window import WindowLayout, WindowTotals
-from tests.support import assert_matches as assert_matches
 from tests.support import current_totals
-from tests.support import truth_of as truth_of
 
 Source = tuple[int, int]  # (partition, offset) of a message in the input topic
 # librdkafka's own log lines (a broker going away is expected here) go to pytest's log capture.

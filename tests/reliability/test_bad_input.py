@@ -19,24 +19,27 @@ from typing import NamedTuple
 import pytest
 import redis
 
-from bench.stack import worker_pids
 from loginmetrics.cli.traffic import PlannedMessage
 from loginmetrics.window import WindowLayout, WindowTotals
 from loginmetrics.window.layout import OTHER_VALUES, TRACKED_VALUES
 from loginmetrics.worker.dead_letter import DEAD_LETTER_MAX_BYTES
-from tests.pipeline import child_pids, loginmetrics
 from tests.reliability.conftest import WorkerRun
 from tests.reliability.corpus import MAX_MESSAGE_BYTES, flood, hostile_corpus
 from tests.reliability.harness import (
     Feeder,
-    assert_matches,
     check_dead_letters,
     read_topic,
     tail,
-    truth_of,
     wait_for_total,
 )
-from tests.support import GroundTruth
+from tests.support import (
+    GroundTruth,
+    assert_matches,
+    child_pids,
+    loginmetrics,
+    truth_of,
+    worker_pids,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(180)]
 
