@@ -13,9 +13,9 @@ from concurrent.futures import wait as wait_for
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.errors import LoginMetricsError
@@ -228,7 +228,7 @@ class BatchStep:
         """``records`` folded on top of ``applied`` (the offsets in the window by then)."""
         folded = self._fold_batch(records, applied)
         for error in folded.kafka_errors:
-            if getattr(error, "fatal", lambda: False)():
+            if _is_fatal(error):
                 # e.g. a static member fenced after a coordinator failover: this consumer can
                 # never consume again, a new process (same slot) can.
                 raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
@@ -383,3 +383,9 @@ class BatchStep:
             "%s; consumption paused, attempt %d, retrying in %.1f s", retry, self._failures, delay
         )
         return delay
+
+
+def _is_fatal(error: Any) -> bool:
+    """A librdkafka error the consumer cannot recover from: the ``_FATAL`` event that reports
+    it (whose own flag is not always set), or an error flagged fatal."""
+    return bool(error.code() == KafkaError._FATAL or error.fatal())

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -136,8 +137,11 @@ class ConsumerShell:
         # Leave the group at once, so the partitions move on without a session timeout. A static
         # member (settings.group_instance_id) does not leave on close(), only on unsubscribe();
         # one that crashed keeps its place for the child the supervisor starts in its slot.
-        self._consumer.unsubscribe()
-        self._consumer.close()
+        # A consumer librdkafka declared failed refuses both: the broker drops it by itself.
+        with suppress(KafkaException):
+            self._consumer.unsubscribe()
+        with suppress(KafkaException):
+            self._consumer.close()
         stats = self.stats
         logger.info(
             "stopped after %d messages (%d valid, %d invalid) in %d batches",

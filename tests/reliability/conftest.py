@@ -6,6 +6,7 @@ The shared broker and Redis serve other tests at the same time: they are never s
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,10 +30,43 @@ LOOPBACK = "127.0.0.1"
 STACK_TIMEOUT_S = 90
 
 
+def ephemeral_ports() -> range:
+    """The kernel's range of source ports for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
+def free_port_block(count: int = 1) -> int:
+    """The first of ``count`` consecutive free loopback ports, below the ephemeral range.
+
+    A server a test stops and starts again must not listen on an ephemeral port: while it is
+    down, a client reconnecting to 127.0.0.1:PORT can be given PORT itself as its source port
+    (a TCP self-connect), and the restarted server then fails with "Address already in use".
+    """
+    top = min(ephemeral_ports().start, 65536) - count
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20_000, top)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise AssertionError(f"no {count} consecutive free ports below the ephemeral range")
+
+
 def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    return free_port_block(1)
 
 
 def _on_loopback(host: str | None) -> str | None:

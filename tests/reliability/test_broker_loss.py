@@ -9,9 +9,7 @@ this module; each test has its own topics, made by `loginmetrics topics create`,
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +30,14 @@ from confluent_kafka.admin import (
 )
 
 from loginmetrics.window import WindowLayout
-from tests.reliability.conftest import LOOPBACK, ROOT, STACK_TIMEOUT_S, PrivateRedis, WorkerRun
+from tests.reliability.conftest import (
+    LOOPBACK,
+    ROOT,
+    STACK_TIMEOUT_S,
+    PrivateRedis,
+    WorkerRun,
+    free_port_block,
+)
 from tests.reliability.test_redis_faults import run_through_fault
 from tests.support import MetricEvents, pipeline_env
 
@@ -42,26 +47,6 @@ NODES = 3
 PARTITIONS = 4
 DOWN_S = 10.0  # how long the killed broker stays down
 ISR_TIMEOUT_S = 60.0
-
-
-def free_port_block(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    rng = random.Random()
-    for _ in range(100):
-        first = rng.randrange(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind((LOOPBACK, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return first
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 class PrivateCluster:
