@@ -241,6 +241,7 @@ def survive(
         window=private_redis.client,
         fault=kill,
         tmp_path=tmp_path,
+        fenced_restarts=True,
     )
     assert report.repeated_window_ends == 0, "each window end is published once"
     during = kill.assert_events_while_down(cluster.bootstrap)
