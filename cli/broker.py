@@ -13,13 +13,9 @@ import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from loginmetrics.runtime.clients import bootstrap_servers
-
-logger = logging.getLogger(__name__)
+from loginmetrics.runtime.clients import bootstrap_servers, kafka_error_logger
 
 STACK_HINT = "start it with `make stack-up`"
-# Seconds between two "not reachable" reports while the broker stays down.
-UNREACHABLE_REPORT_SECONDS = 10.0
 CHECK_TIMEOUT_SECONDS = 15.0
 CREDENTIALS_HINT = (
     "check --sasl-username / KAFKA_SASL_USERNAME, the password in KAFKA_SASL_PASSWORD and "
@@ -53,8 +49,8 @@ class LibrdkafkaLog:
 
 class BrokerWatch:
     """librdkafka's ``error_cb``: remembers whether every broker is down or refused our
-    credentials, and reports an unreachable broker at most every ``UNREACHABLE_REPORT_SECONDS``
-    once the command has started."""
+    credentials, and once the command has started reports errors as ``kafka_error_logger``
+    does (each kind at most once per interval)."""
 
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -62,25 +58,16 @@ class BrokerWatch:
         # The broker's reason for refusing our login, once it has (librdkafka keeps retrying).
         self.authentication_failure: str | None = None
         self.started = False
-        self._last_report = -UNREACHABLE_REPORT_SECONDS
+        # After the start: the long-running processes' reporter (each kind once per interval).
+        self._report = kafka_error_logger(bootstrap_servers)
 
     def __call__(self, error: KafkaError) -> None:
-        unreachable = error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.all_brokers_down = True
         if error.code() == KafkaError._AUTHENTICATION:
             self.authentication_failure = authentication_reason(error.str())
-        if not self.started:
-            return  # the startup check turns it into one clear message
-        if not unreachable:
-            logger.error("Kafka error: %s", error.str())
-        elif time.monotonic() - self._last_report >= UNREACHABLE_REPORT_SECONDS:
-            self._last_report = time.monotonic()
-            logger.error(
-                "Kafka at %s not reachable (%s); retrying. Locally: `make stack-up`",
-                self.bootstrap_servers,
-                error.str(),
-            )
+        if self.started:  # before, the startup check turns it into one clear message
+            self._report(error)
 
     def client_config(self) -> dict[str, Any]:
         return {"error_cb": self, "logger": LibrdkafkaLog()}
