@@ -60,6 +60,7 @@ class ConsumerShell:
         self._consumer = consumer
         self._stop = stop
         self._clock = clock
+        self._metrics = worker_metrics()
         self._dead_letters = DeadLetterSender(producer, settings.input_topic, settings.dlq_topic)
         self.batch = BatchStep(
             writer,
@@ -73,18 +74,18 @@ class ConsumerShell:
             ),
             clock=clock,
             backoff=backoff,
+            metrics=self._metrics,
             overlap=overlap,  # apply each batch while the next is consumed and folded
         )
         # Waits inside a rebalance callback, where the consumer must not be polled.
         self._positions = PositionReader(
-            writer, stop, backoff or Backoff(), sleep or stop.wait, worker_metrics()
+            writer, stop, backoff or Backoff(), sleep or stop.wait, self._metrics
         )
         self._paused = False
         self._delay = 0.0
         self._probe = probe or NoProbe()
         # Checks the window's offsets against the topic on every assignment (None: trusted).
         self._inspector = inspector
-        self._metrics = worker_metrics()
         # An exception must not leave librdkafka's rebalance callback (the C binding can turn
         # it into a SystemError later): kept here and raised from step().
         self._callback_error: BaseException | None = None
