@@ -88,10 +88,11 @@ def run_worker_process(
             stop,
             probe=probe,
             inspector=inspector,
-            # Each batch applied while the next is folded: over 10 interleaved passes of 1M
-            # messages each, 254k msg/s median (173k-307k) against 239k (183k-280k) without;
-            # it costs ~0.3 us/msg of worker CPU and needs the second core to be free.
-            overlap=True,
+            # Applying each batch while the next is folded measured 254k msg/s median against
+            # 239k without (within the runs' spread), but a Sentinel-failover run once ended
+            # with the window short of what the workers had applied; until that is understood,
+            # batches are applied one after the other (ConsumerShell(overlap=True) stays tested).
+            overlap=False,
         )
         if gate is not None:
             # Topic metadata at hand, the JoinGroup follows the subscription within a few ms:
