@@ -72,7 +72,8 @@ def top_distribution(
     summing to ``total``: whole when every value was read, otherwise the ``max_values`` largest
     and the rest under ``OTHER_VALUES``, so that it still sums to ``total``."""
     counts = {_name(name): int(score) for name, score in pairs}
-    if cardinality <= len(counts):
+    named = len(counts) - (OTHER_VALUES in counts)
+    if cardinality <= len(counts) and named <= max_values:
         return counts
     counts.pop(OTHER_VALUES, None)
     listed = dict(list(counts.items())[:max_values])

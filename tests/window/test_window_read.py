@@ -317,6 +317,19 @@ def test_top_distribution_is_whole_when_every_value_was_read() -> None:
     }
 
 
+def test_top_distribution_lists_no_more_than_max_values_when_one_more_was_read() -> None:
+    # The read asks for max_values + 1 (in case the sum of the rest is among them): a window
+    # of exactly that many values must still list only max_values of them.
+    assert top_distribution([("aa", 1.0), ("a", 1.0)], 2, 2, max_values=1) == {
+        "aa": 1,
+        OTHER_VALUES: 1,
+    }
+    assert top_distribution([("a", 3.0), (OTHER_VALUES, 2.0)], 2, 5, max_values=1) == {
+        "a": 3,
+        OTHER_VALUES: 2,
+    }
+
+
 versions_of_a_bucket = st.dictionaries(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=3),
     st.integers(1, 30),
