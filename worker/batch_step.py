@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.errors import LoginMetricsError
@@ -32,6 +32,10 @@ T = TypeVar("T")
 Applied = dict[int, int | None]  # partition -> last offset whose effect is in the window
 # fold_batch with the settings' size limits bound
 Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
+# How often a worker checks that the window still holds the offsets it applied. A Redis that
+# lost its last writes (a lagging replica promoted, a restart from an older snapshot) refuses
+# the partition's next batch; this finds it when no next batch comes.
+AUDIT_SECONDS = 2.0
 
 
 class Partitions(Protocol):
@@ -99,12 +103,15 @@ class BatchStep:
         self.applied: Applied = {}
         self.stats = WorkerStats()
         self._batch: PendingBatch | None = None
-        self._unread: dict[int, int] = {}  # rewind: partition -> first offset of refused batch
+        # rewind: partition -> where to read from if the window holds nothing of it (the first
+        # offset of a refused batch, or the log's start)
+        self._unread: dict[int, int] = {}
         self._seeks: dict[int, int] = {}  # rewind: partition -> offset still to seek to
         # partition -> offset up to which every dead letter is confirmed while this process owns
         # it: messages read again after a rewind do not send theirs again.
         self._lettered: dict[int, int] = {}
         self._retry_at = 0.0
+        self._audit_at = clock() + AUDIT_SECONDS
         self._delays: Iterator[float] | None = None
         self._failures = 0
         self._trouble = ""
@@ -126,6 +133,12 @@ class BatchStep:
         until the next retry is due (0.0: nothing pending, consume at will)."""
         if self._flight is not None:
             return self._step_in_flight(records)
+        if not self.waiting and self._clock() >= self._audit_at:
+            try:
+                self._audit()
+            except RetryLater as retry:
+                self._put_back(records)
+                return self._retry(retry)
         if self.waiting:
             self._put_back(records)
             if self._clock() < self._retry_at:
@@ -328,6 +341,28 @@ class BatchStep:
             partitions,
         )
         self._unread.update((p, first[p]) for p in partitions)
+
+    def _audit(self) -> None:
+        """Rewind every owned partition whose applied offset the window no longer holds: it
+        went back (or is gone) since this process applied it, so Redis lost those writes."""
+        self._audit_at = self._clock() + AUDIT_SECONDS
+        owned = [partition for partition, last in self.applied.items() if last is not None]
+        if not owned:
+            return
+        stored = call_redis(lambda: self._writer.applied_offsets(owned), "check applied offsets")
+        for partition in owned:
+            ours, theirs = self.applied[partition], stored[partition]
+            if ours is not None and (theirs is None or theirs < ours):
+                logger.warning(
+                    "partition %d: the window is at %s, not offset %d: Redis lost its last "
+                    "writes (a failover or a restart from an older state); reading them again "
+                    "from Kafka",
+                    partition,
+                    "no offset" if theirs is None else f"offset {theirs}",
+                    ours,
+                )
+                # Nothing of it left in the window: read the partition from its start.
+                self._unread[partition] = OFFSET_BEGINNING
 
     def _read_rewind_targets(self) -> None:
         wanted = list(self._unread)

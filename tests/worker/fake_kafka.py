@@ -156,7 +156,8 @@ class FakeConsumer:
             raise self.seek_errors.pop(0)
         if partition.partition not in self.positions:
             raise KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION))
-        self.positions[partition.partition] = partition.offset
+        # OFFSET_BEGINNING (a negative, logical offset): the log's first message.
+        self.positions[partition.partition] = max(partition.offset, 0)
         self.seeks.append((partition.partition, partition.offset))
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:

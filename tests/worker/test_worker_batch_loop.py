@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import fakeredis
 import pytest
 import redis
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException
 from redis.exceptions import NoPermissionError, OutOfMemoryError
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window import WindowLayout
-from loginmetrics.worker.batch_step import FatalConsumerError
+from loginmetrics.worker.batch_step import AUDIT_SECONDS, FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.settings import WorkerSettings
 from tests.support import login_stream
@@ -398,6 +398,76 @@ def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
     assert_exact(client, stream)
     # Read again, not sent again: this process had them confirmed.
     assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
+
+
+def roll_back(client: redis.Redis, snapshot: dict[bytes, bytes | None]) -> None:
+    """Redis as a lagging replica promoted in its place would be: only ``snapshot`` left."""
+    client.flushall()
+    for key, value in snapshot.items():
+        assert value is not None
+        client.restore(key, 0, value)
+
+
+def idle(worker: Worker, seconds: float) -> None:
+    """Step with nothing new to consume for ``seconds`` of the worker's clock."""
+    until = worker.clock() + seconds
+    worker.run_until(lambda: worker.clock() >= until)
+
+
+def test_writes_lost_after_the_last_batch_are_found_and_read_again(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = make_stream()
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0, 1])
+    worker.run_until(lambda: worker.shell.stats.messages >= 80)
+    snapshot = {key: client.dump(key) for key in client.scan_iter()}
+    worker.drain(stream.logs)
+    roll_back(client, snapshot)  # the stream's last batches were lost with the old primary
+    assert window_counts(client)[0] < stream.valid
+
+    with caplog.at_level(logging.WARNING):
+        idle(worker, AUDIT_SECONDS + 1)  # no new message will come to refuse a batch
+        worker.drain(stream.logs)
+    assert "Redis lost its last writes" in caplog.text
+    assert worker.shell.stats.refused_batches == 0
+    assert_exact(client, stream)
+    assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1)), "not sent again"
+
+
+def test_a_partition_the_window_lost_entirely_is_read_from_its_start(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=100)
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0])
+    worker.drain(stream.logs)
+    client.flushall()  # a replica that had none of it
+
+    idle(worker, AUDIT_SECONDS + 1)
+    worker.drain(stream.logs)
+    assert (0, OFFSET_BEGINNING) in worker.consumer.seeks
+    assert_exact(client, stream)
+
+
+def test_the_audit_leaves_a_partition_another_worker_moved_on_to_the_compare_and_set(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=300)
+    zombie = Worker(client, stream.logs, clock)
+    zombie.consumer.rebalance(assign=[0])
+    zombie.run_until(lambda: zombie.shell.stats.messages >= 40)
+    zombie.consumer.pause(zombie.consumer.assignment())  # stalled: consumes nothing more
+    zombie.shell.step()  # lands a batch still being applied
+    stalled_at = dict(zombie.shell.batch.applied)
+    owner = Worker(client, stream.logs, clock)
+    owner.consumer.rebalance(assign=[0])
+    owner.drain(stream.logs)
+
+    idle(zombie, AUDIT_SECONDS + 1)
+    assert zombie.consumer.seeks == [], "ahead of us is not lost: not ours to rewind"
+    assert zombie.shell.batch.applied == stalled_at
+    assert_exact(client, stream)
 
 
 def test_a_fatal_refusal_inside_the_rebalance_callback_is_raised_from_the_loop(
