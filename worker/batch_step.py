@@ -103,8 +103,7 @@ class BatchStep:
         self.applied: Applied = {}
         self.stats = WorkerStats()
         self._batch: PendingBatch | None = None
-        # rewind: partition -> where to read from if the window holds nothing of it (the first
-        # offset of a refused batch, or the log's start)
+        # rewind: partition -> where to read from if the window holds no offset of it
         self._unread: dict[int, int] = {}
         self._seeks: dict[int, int] = {}  # rewind: partition -> offset still to seek to
         # partition -> offset up to which every dead letter is confirmed while this process owns
@@ -334,13 +333,18 @@ class BatchStep:
         )
         logger.warning(
             "window refused batch: partition %s is at offset %s in Redis, not %s; "
-            "another worker owns it now, rewinding %s",
+            "another worker owns it now or Redis lost writes; rewinding %s",
             outcome.conflict_partition,
             outcome.stored_offset,
             expected,
             partitions,
         )
-        self._unread.update((p, first[p]) for p in partitions)
+        # A partition the window had an offset of, and lost all of, is read from its start; one
+        # it never had, from where this process started it.
+        had = {a.partition: a.expected for a in pending.advances}
+        self._unread.update(
+            (p, first[p] if had.get(p) is None else OFFSET_BEGINNING) for p in partitions
+        )
 
     def _audit(self) -> None:
         """Rewind every owned partition whose applied offset the window no longer holds: it
@@ -361,18 +365,17 @@ class BatchStep:
                     "no offset" if theirs is None else f"offset {theirs}",
                     ours,
                 )
-                # Nothing of it left in the window: read the partition from its start.
                 self._unread[partition] = OFFSET_BEGINNING
 
     def _read_rewind_targets(self) -> None:
         wanted = list(self._unread)
         stored = call_redis(lambda: self._writer.applied_offsets(wanted), "read applied offsets")
         for partition in wanted:
-            first = self._unread.pop(partition)
+            origin = self._unread.pop(partition)
             if partition in self.applied:
                 last = stored[partition]
                 self.applied[partition] = last
-                self._seeks[partition] = first if last is None else last + 1
+                self._seeks[partition] = origin if last is None else last + 1
 
     def _rewind(self) -> None:
         for partition, offset in list(self._seeks.items()):

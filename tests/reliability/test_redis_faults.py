@@ -144,6 +144,19 @@ def applied_total(client: redis.Redis, run: WorkerRun) -> int:
         return 0
 
 
+def wait_applied(client: redis.Redis, run: WorkerRun, count: int) -> None:
+    wait_until(
+        lambda: applied_total(client, run) == count, 60, f"{count} messages applied", run.log
+    )
+
+
+def answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
 def wait_answering(url: str, timeout: float = 60) -> None:
     """Until Redis answers commands (after loading its append-only file)."""
     client = redis.Redis.from_url(url, socket_timeout=2)
@@ -245,6 +258,23 @@ class Sentinels:
         return SentinelConfig(tuple((LOOPBACK, port) for port in self.ports), MASTER)
 
 
+def wait_in_sync(primary: PrivateRedis, replica: PrivateRedis, timeout: float = 30) -> None:
+    """Until the replica holds everything the primary has written."""
+    source, copy = primary.client(), replica.client()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            written = source.info("replication")["master_repl_offset"]
+            state = copy.info("replication")
+            if state["master_link_status"] == "up" and state["slave_repl_offset"] >= written:
+                return
+            assert time.monotonic() < deadline, f"the replica is not in sync: {state}"
+            time.sleep(0.1)
+    finally:
+        source.close()
+        copy.close()
+
+
 @pytest.fixture
 def replicated_redis(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis, Sentinels]]:
     primary = PrivateRedis(tmp_path / "primary")
@@ -254,6 +284,7 @@ def replicated_redis(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedi
     try:
         replica.start()
         sentinels.start()
+        wait_in_sync(primary, replica)  # its first full copy may wait for diskless sync's delay
         yield primary, replica, sentinels
     finally:
         sentinels.stop()
@@ -321,3 +352,58 @@ def test_a_sentinel_failover_mid_stream_loses_and_doubles_nothing(
         f"Sentinel failover: promoted after {report.outage_s:.1f} s; {report}; "
         f"{refused} batches refused (writes lost by the failover, re-read from Kafka)"
     )
+
+
+def test_writes_a_failover_loses_after_the_last_batch_are_read_again(
+    local_kafka: str,
+    replicated_redis: tuple[PrivateRedis, PrivateRedis, Sentinels],
+    worker_run: Callable[..., WorkerRun],
+    tmp_path: Path,
+) -> None:
+    """The stream's last batches reach only the primary, which dies once the workers are idle:
+    no later batch of theirs is refused to reveal the loss, yet the window ends exact."""
+    primary, replica, sentinels = replicated_redis
+    addresses = ",".join(f"{LOOPBACK}:{port}" for port in sentinels.ports)
+    run = worker_run(
+        f"redis://{LOOPBACK}:1/0",
+        PARTITIONS,
+        batch_size=2_000,
+        redis_sentinel=addresses,
+        redis_sentinel_master=MASTER,
+    )
+    stream = planned_stream(60_000, users=20_000, invalid_every=40)
+    replicated, lost = stream[:40_000], stream[40_000:]
+    on_primary = primary.client()
+    letters: dict[tuple[int, int], str] = {}
+    try:
+        with loginmetrics(
+            "worker", "--processes", str(PROCESSES), env=run.env, log=run.log
+        ) as pool:
+            produced = 0
+            for part in (replicated, lost):
+                if part is lost:  # the replica falls behind: frozen, its link cut
+                    wait_in_sync(primary, replica)
+                    os.kill(replica.pid, signal.SIGSTOP)
+                    on_primary.client_kill_filter(_type="replica")
+                with Feeder(local_kafka, run.source, part) as feeder:
+                    feeder.wait_finished(60)
+                    produced += feeder.stop()
+                letters |= feeder.expected_dead_letters()
+                wait_applied(on_primary, run, produced)
+            workers = sorted(child_pids(pool.pid))
+            primary.kill()
+            os.kill(replica.pid, signal.SIGCONT)
+            wait_until(lambda: sentinels.primary_port() == replica.port, 60, "a promotion", run.log)
+            window = redis_client(run.env["REDIS_URL"], sentinels.config)
+            try:
+                wait_until(lambda: answers(window), 30, "the promoted primary", run.log)
+                totals = wait_for_total(window, run.layout, len(stream), timeout=60, log=run.log)
+            finally:
+                window.close()
+            assert sorted(child_pids(pool.pid)) == workers, "no worker process restarted"
+    finally:
+        on_primary.close()
+    assert pool.returncode == 0, tail(run.log)
+    assert "Redis lost its last writes" in run.log.read_text()
+    assert_matches(totals, truth_of(stream))
+    check_dead_letters(read_topic(local_kafka, run.dlq), letters, run.source)

@@ -450,6 +450,21 @@ def test_a_partition_the_window_lost_entirely_is_read_from_its_start(
     assert_exact(client, stream)
 
 
+def test_a_batch_refused_by_a_window_that_lost_the_partition_rereads_it_from_its_start(
+    client: redis.Redis, clock: FakeClock
+) -> None:
+    stream = make_stream(partitions=1, count=100)
+    worker = Worker(client, stream.logs, clock)
+    worker.consumer.rebalance(assign=[0])
+    worker.run_until(lambda: worker.shell.stats.messages >= 60)
+    client.flushall()  # promoted: a replica that had none of it
+
+    worker.drain(stream.logs)  # the next batch is refused before any audit is due
+    assert worker.shell.stats.refused_batches == 1
+    assert worker.consumer.seeks[0] == (0, OFFSET_BEGINNING)
+    assert_exact(client, stream)
+
+
 def test_the_audit_leaves_a_partition_another_worker_moved_on_to_the_compare_and_set(
     client: redis.Redis, clock: FakeClock
 ) -> None:
