@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +68,7 @@ def _whole_letter(rejected: RejectedRecord, topic: str, processed_at: datetime) 
         "message": rejection.document,
         "error": rejection.error,
         "error_code": rejection.code.value,
-        "processed_at_utc": processed_at.astimezone(UTC).replace(tzinfo=None).isoformat(),
+        "processed_at_utc": _utc_text(processed_at),
         "source": {
             "partition": rejected.partition,
             "offset": rejected.offset,
@@ -81,6 +82,12 @@ def _whole_letter(rejected: RejectedRecord, topic: str, processed_at: datetime) 
     elif rejection.document is None:
         _keep_payload(letter, value, cut=False)
     return letter
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_text(moment: datetime) -> str:
+    """ISO-8601 UTC without an offset; a batch's letters share one moment, formatted once."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
 
 
 def _keep_excerpt(letter: dict[str, Any], value: bytes, size: int) -> None:

@@ -16,6 +16,7 @@ from loginmetrics.worker.validation import (
     event_decoder,
     fields_fit,
     is_utf8,
+    judge_refused,
     validate,
 )
 
@@ -111,7 +112,7 @@ def fold_batch(
             try:
                 event = decode(value)
             except DECODE_ERRORS:
-                pass
+                event = judge_refused(value, max_bytes, max_field_bytes)  # not decoded again
             else:
                 # Same checks as validate(): a finite timestamp, a UTF-8 payload, and required
                 # strings neither blank nor over the limit. The decoder counted characters,
@@ -122,22 +123,27 @@ def fold_batch(
                 profile = (event.device_type, event.app_version, event.locale)
                 count = profile_count(profile)
                 if (
-                    event.timestamp - event.timestamp != 0
-                    or user < "!"
-                    or ip < "!"
-                    or not (user.isascii() and ip.isascii())
-                    or not (value.isascii() or is_utf8(value))
-                    or (count is None and not fields_fit(event, max_field_bytes))
+                    event.timestamp - event.timestamp == 0
+                    and user >= "!"
+                    and ip >= "!"
+                    and user.isascii()
+                    and ip.isascii()
+                    and (value.isascii() or is_utf8(value))
+                    and (count is not None or fields_fit(event, max_field_bytes))
                 ):
-                    event = None
+                    add_user(user)
+                    add_ip(ip)
+                    profiles[profile] = 1 if count is None else count + 1
+                    continue
+                event = None
         if event is None:
             event = validate(value, max_bytes, max_field_bytes)  # the verdict, and the reason
-            if isinstance(event, Rejection):
-                reject(RejectedRecord(partition, offset, _timestamp_ms(record), value, event))
-                continue
-            user, ip = event.user_id, event.ip
-            profile = (event.device_type, event.app_version, event.locale)
-            count = profile_count(profile)
+        if isinstance(event, Rejection):
+            reject(RejectedRecord(partition, offset, _timestamp_ms(record), value, event))
+            continue
+        user, ip = event.user_id, event.ip
+        profile = (event.device_type, event.app_version, event.locale)
+        count = profile_count(profile)
         add_user(user)
         add_ip(ip)
         profiles[profile] = 1 if count is None else count + 1

@@ -121,6 +121,15 @@ def validate(
                 and fields_fit(event, max_field_bytes)
             ):
                 return _plain(event)
+    return judge_refused(value, max_bytes, max_field_bytes)
+
+
+def judge_refused(
+    value: bytes | None,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> LoginEvent | Rejection:
+    """validate()'s verdict on a message its fast path refused (without trying that again)."""
     rejection = classify(value, max_bytes, max_field_bytes)
     if rejection.error == DECODER_REFUSED and rejection.document is not None:
         # Only a duplicated field name gets here: the event decoder type-checks every
