@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException
+from confluent_kafka import KafkaError
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.errors import LoginMetricsError
@@ -25,6 +25,7 @@ from loginmetrics.worker.dead_letter_sender import DeadLetterSender
 from loginmetrics.worker.fold import NO_OFFSET, FoldedBatch, Record, RejectedRecord, fold_batch
 from loginmetrics.worker.offset_checks import skipped_offsets
 from loginmetrics.worker.retry import RetryLater, call_redis
+from loginmetrics.worker.rewind import Rewind
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ T = TypeVar("T")
 Applied = dict[int, int | None]  # partition -> last offset whose effect is in the window
 # fold_batch with the settings' size limits bound
 Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
-# How often a worker checks that the window still holds the offsets it applied. A Redis that
-# lost its last writes (a lagging replica promoted, a restart from an older snapshot) refuses
-# the partition's next batch; this finds it when no next batch comes.
-AUDIT_SECONDS = 2.0
 
 
 class Partitions(Protocol):
@@ -103,14 +100,11 @@ class BatchStep:
         self.applied: Applied = {}
         self.stats = WorkerStats()
         self._batch: PendingBatch | None = None
-        # rewind: partition -> where to read from if the window holds no offset of it
-        self._unread: dict[int, int] = {}
-        self._seeks: dict[int, int] = {}  # rewind: partition -> offset still to seek to
+        self._rewind = Rewind(writer, partitions, clock)
         # partition -> offset up to which every dead letter is confirmed while this process owns
         # it: messages read again after a rewind do not send theirs again.
         self._lettered: dict[int, int] = {}
         self._retry_at = 0.0
-        self._audit_at = clock() + AUDIT_SECONDS
         self._delays: Iterator[float] | None = None
         self._failures = 0
         self._trouble = ""
@@ -125,21 +119,21 @@ class BatchStep:
     @property
     def waiting(self) -> bool:
         """Work is pending: the consumer's partitions stay paused until it is done."""
-        return self._batch is not None or bool(self._unread) or bool(self._seeks)
+        return self._batch is not None or self._rewind.pending
 
     def step(self, records: Sequence[Record]) -> float:
         """Handle freshly consumed ``records`` and any retry that is due; return the seconds
         until the next retry is due (0.0: nothing pending, consume at will)."""
         if self._flight is not None:
             return self._step_in_flight(records)
-        if not self.waiting and self._clock() >= self._audit_at:
+        if not self.waiting and self._rewind.audit_due():
             try:
-                self._audit()
+                self._rewind.audit(self.applied)
             except RetryLater as retry:
-                self._put_back(records)
+                self._rewind.put_back(records, self.applied)
                 return self._retry(retry)
         if self.waiting:
-            self._put_back(records)
+            self._rewind.put_back(records, self.applied)
             if self._clock() < self._retry_at:
                 return self._retry_at - self._clock()
         elif records:
@@ -173,11 +167,11 @@ class BatchStep:
         try:
             self._land()
         except RetryLater as retry:
-            self._put_back(records)  # folded ahead of a batch that did not go in
+            self._rewind.put_back(records, self.applied)  # folded ahead of one not applied
             return self._retry(retry)
         if ahead is not None:
             if self.waiting:  # refused: the rewind decides where its partitions go on
-                self._put_back(records)
+                self._rewind.put_back(records, self.applied)
             else:
                 self._batch = ahead
         return self.step(())
@@ -220,15 +214,13 @@ class BatchStep:
     def assigned(self, applied: Applied) -> None:
         self.applied.update(applied)
         for partition in applied:  # the assignment put them where the window is
-            self._unread.pop(partition, None)
-            self._seeks.pop(partition, None)
+            self._rewind.forget(partition)
 
     def revoked(self, partitions: list[int]) -> None:
         self.await_flight()  # the next owner starts from the offsets it leaves
         for partition in partitions:
             self.applied.pop(partition, None)
-            self._unread.pop(partition, None)
-            self._seeks.pop(partition, None)
+            self._rewind.forget(partition)
             self._lettered.pop(partition, None)
 
     # -- one batch -------------------------------------------------------------------------
@@ -267,10 +259,7 @@ class BatchStep:
     def _work(self) -> None:
         if self._batch is not None:
             self._finish_batch(self._batch)
-        if self._unread:
-            self._read_rewind_targets()
-        if self._seeks:
-            self._rewind()
+        self._rewind.move(self.applied)
 
     def _finish_batch(self, pending: PendingBatch) -> None:
         if pending.undelivered:
@@ -323,10 +312,10 @@ class BatchStep:
     # -- refused batch: rewind to where the window is ----------------------------------------
 
     def _refused(self, pending: PendingBatch, outcome: ApplyOutcome) -> None:
-        """Another worker applied past us: drop the batch and resume where the window is."""
+        """The window holds another offset than the batch expected (another worker applied
+        past it, or Redis lost writes): drop the batch and resume where the window is."""
         self.stats.refused_batches += 1
-        first = pending.folded.first_offsets
-        partitions = [p for p in first if p in self.applied]
+        first = {p: o for p, o in pending.folded.first_offsets.items() if p in self.applied}
         expected = next(
             (a.expected for a in pending.advances if a.partition == outcome.conflict_partition),
             None,
@@ -337,75 +326,9 @@ class BatchStep:
             outcome.conflict_partition,
             outcome.stored_offset,
             expected,
-            partitions,
+            list(first),
         )
-        # A partition the window had an offset of, and lost all of, is read from its start; one
-        # it never had, from where this process started it.
-        had = {a.partition: a.expected for a in pending.advances}
-        self._unread.update(
-            (p, first[p] if had.get(p) is None else OFFSET_BEGINNING) for p in partitions
-        )
-
-    def _audit(self) -> None:
-        """Rewind every owned partition whose applied offset the window no longer holds: it
-        went back (or is gone) since this process applied it, so Redis lost those writes."""
-        self._audit_at = self._clock() + AUDIT_SECONDS
-        owned = [partition for partition, last in self.applied.items() if last is not None]
-        if not owned:
-            return
-        stored = call_redis(lambda: self._writer.applied_offsets(owned), "check applied offsets")
-        for partition in owned:
-            ours, theirs = self.applied[partition], stored[partition]
-            if ours is not None and (theirs is None or theirs < ours):
-                logger.warning(
-                    "partition %d: the window is at %s, not offset %d: Redis lost its last "
-                    "writes (a failover or a restart from an older state); reading them again "
-                    "from Kafka",
-                    partition,
-                    "no offset" if theirs is None else f"offset {theirs}",
-                    ours,
-                )
-                self._unread[partition] = OFFSET_BEGINNING
-
-    def _read_rewind_targets(self) -> None:
-        wanted = list(self._unread)
-        stored = call_redis(lambda: self._writer.applied_offsets(wanted), "read applied offsets")
-        for partition in wanted:
-            origin = self._unread.pop(partition)
-            if partition in self.applied:
-                last = stored[partition]
-                self.applied[partition] = last
-                self._seeks[partition] = origin if last is None else last + 1
-
-    def _rewind(self) -> None:
-        for partition, offset in list(self._seeks.items()):
-            try:
-                self._partitions.seek(partition, offset)
-            except KafkaException as exc:
-                if partition in self.applied:
-                    # Still ours: consuming on from where it is would skip messages.
-                    logger.warning(
-                        "could not rewind partition %d to offset %d: %s", partition, offset, exc
-                    )
-                    continue
-            del self._seeks[partition]
-        if self._seeks:
-            raise RetryLater(f"partitions {sorted(self._seeks)} not rewound", "the consumer")
-
-    def _put_back(self, records: Sequence[Record]) -> None:
-        """Messages delivered after the pause are not ours to fold yet: seek back to them."""
-        first: dict[int, int] = {}
-        for record in records:
-            partition, offset = record.partition(), record.offset()
-            if record.error() is None and partition is not None and offset is not None:
-                first.setdefault(partition, offset)
-        for partition, offset in first.items():
-            # A rewind in progress decides where that partition goes on.
-            if partition in self.applied and partition not in self._unread | self._seeks:
-                self._seeks[partition] = offset
-        if first:
-            with suppress(RetryLater):  # what failed stays in _seeks for the next retry
-                self._rewind()
+        self._rewind.after_refusal(first, pending.advances)
 
     # -- waiting -------------------------------------------------------------------------------
 

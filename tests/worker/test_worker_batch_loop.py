@@ -22,8 +22,9 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window import WindowLayout
-from loginmetrics.worker.batch_step import AUDIT_SECONDS, FatalConsumerError
+from loginmetrics.worker.batch_step import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
+from loginmetrics.worker.rewind import AUDIT_SECONDS
 from loginmetrics.worker.settings import WorkerSettings
 from tests.support import login_stream
 from tests.worker.fake_kafka import FakeClock, FakeConsumer, FakeProducer, FlakyWriter
