@@ -150,27 +150,16 @@ def wait_applied(client: redis.Redis, run: WorkerRun, count: int) -> None:
     )
 
 
-def answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def wait_answering(url: str, timeout: float = 60) -> None:
-    """Until Redis answers commands (after loading its append-only file)."""
-    client = redis.Redis.from_url(url, socket_timeout=2)
+def wait_answering(client: redis.Redis, timeout: float = 60) -> None:
+    """Until Redis answers commands (after loading its append-only file, or a promotion)."""
     deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                client.dbsize()
-                return
-            except redis.RedisError:
-                assert time.monotonic() < deadline, "Redis did not come back"
-                time.sleep(0.1)
-    finally:
-        client.close()
+    while True:
+        try:
+            client.dbsize()  # refused while loading, unlike PING
+            return
+        except redis.RedisError:
+            assert time.monotonic() < deadline, "Redis did not come back"
+            time.sleep(0.1)
 
 
 def test_redis_sigkilled_and_restarted_from_its_aof_loses_and_doubles_nothing(
@@ -187,7 +176,8 @@ def test_redis_sigkilled_and_restarted_from_its_aof_loses_and_doubles_nothing(
         down_from = time.monotonic()
         time.sleep(3)
         private_redis.start()
-        wait_answering(private_redis.url)
+        with contextlib.closing(private_redis.client()) as client:
+            wait_answering(client)
         return time.monotonic() - down_from
 
     report = run_through_fault(
@@ -396,7 +386,7 @@ def test_writes_a_failover_loses_after_the_last_batch_are_read_again(
             wait_until(lambda: sentinels.primary_port() == replica.port, 60, "a promotion", run.log)
             window = redis_client(run.env["REDIS_URL"], sentinels.config)
             try:
-                wait_until(lambda: answers(window), 30, "the promoted primary", run.log)
+                wait_answering(window, 30)
                 totals = wait_for_total(window, run.layout, len(stream), timeout=60, log=run.log)
             finally:
                 window.close()

@@ -377,6 +377,14 @@ def test_a_redis_error_that_will_not_heal_exits_fatally_with_one_error_line(
     assert window_counts(client) == (stream.valid, len(stream.invalid))
 
 
+def roll_back(client: redis.Redis, snapshot: dict[bytes, bytes | None]) -> None:
+    """Redis as a lagging replica promoted in its place would be: only ``snapshot`` left."""
+    client.flushall()
+    for key, value in snapshot.items():
+        assert value is not None
+        client.restore(key, 0, value)
+
+
 def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
     client: redis.Redis, clock: FakeClock
 ) -> None:
@@ -387,10 +395,7 @@ def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
     # A replica promoted after the primary died: it lacks the primary's last writes.
     snapshot = {key: client.dump(key) for key in client.scan_iter()}
     worker.run_until(lambda: worker.shell.stats.messages >= 200)
-    client.flushall()
-    for key, value in snapshot.items():
-        assert value is not None
-        client.restore(key, 0, value)
+    roll_back(client, snapshot)
     # librdkafka refuses the first seek; the partition is still ours: it is tried again.
     worker.consumer.seek_errors.append(KafkaException(KafkaError(KafkaError._STATE)))
 
@@ -399,14 +404,6 @@ def test_a_window_rolled_back_by_a_failover_is_refilled_from_kafka(
     assert_exact(client, stream)
     # Read again, not sent again: this process had them confirmed.
     assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
-
-
-def roll_back(client: redis.Redis, snapshot: dict[bytes, bytes | None]) -> None:
-    """Redis as a lagging replica promoted in its place would be: only ``snapshot`` left."""
-    client.flushall()
-    for key, value in snapshot.items():
-        assert value is not None
-        client.restore(key, 0, value)
 
 
 def idle(worker: Worker, seconds: float) -> None:
