@@ -44,6 +44,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.window_layout
 @options.aggregator_settings
 @options.metrics_port
+@options.metrics_address
 def aggregate(
     kafka: dict[str, str],
     redis_url: str,
@@ -51,6 +52,7 @@ def aggregate(
     layout: WindowLayout,
     aggregator_settings: AggregatorSettings,
     metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Publish the sliding window's totals as metric events.
 
@@ -69,6 +71,6 @@ def aggregate(
     require_topics(kafka, [settings.metrics_topic])
     require_redis(redis_url, redis_sentinel)
     log_aggregator_startup(settings)
-    with aggregator_monitoring(metrics_port, "loginmetrics-aggregator") as probe:
+    with aggregator_monitoring(metrics_port, "loginmetrics-aggregator", metrics_address) as probe:
         code = run_aggregator_in_foreground(settings, probe)
     sys.exit(code)

@@ -24,6 +24,7 @@ from loginmetrics.cli.logs import register_secrets
 from loginmetrics.runtime import defaults
 from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.runtime.http_probe import DEFAULT_METRICS_ADDRESS
 from loginmetrics.window import WindowLayout
 from loginmetrics.window.layout import TRACKED_VALUES
 from loginmetrics.worker.settings import WorkerSettings
@@ -232,7 +233,17 @@ metrics_port = _option(
     type=click.IntRange(min=1, max=65535),
     default=None,
     help="Serve Prometheus metrics at /metrics, and the /healthz and /readyz probes, on this "
-    "port (every interface); off when unset. A worker pool serves all its processes' figures.",
+    "port (of --metrics-address); off when unset. A worker pool serves all its processes' "
+    "figures.",
+)
+metrics_address = _option(
+    "--metrics-address",
+    envvar="LOGINMETRICS_METRICS_ADDRESS",
+    default=DEFAULT_METRICS_ADDRESS,
+    show_default="every interface, IPv4 and IPv6",
+    metavar="HOST",
+    help="Interface (IP address or host name) --metrics-port listens on, e.g. 127.0.0.1 for "
+    "this host only; empty for every interface.",
 )
 processes = _option(
     "--processes",

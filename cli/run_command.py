@@ -34,6 +34,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.aggregator_settings
 @options.processes
 @options.metrics_port
+@options.metrics_address
 @click.pass_obj
 def run(
     logs: LogSettings,
@@ -45,6 +46,7 @@ def run(
     aggregator_settings: AggregatorSettings,
     processes: int,
     metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Run the whole pipeline: --processes workers and the aggregator.
 
@@ -62,7 +64,7 @@ def run(
         *worker_specs(worker, processes),
         ChildSpec(AGGREGATOR_PROCESS, run_aggregator_process, (aggregator,)),
     ]
-    with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
+    with pool_monitoring(metrics_port, [spec.name for spec in specs], metrics_address) as monitor:
         supervisor = Supervisor(
             specs,
             initializer=logs.with_registered_secrets().configure,

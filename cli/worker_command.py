@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 @options.worker_settings
 @options.processes
 @options.metrics_port
+@options.metrics_address
 @click.pass_obj
 def worker(
     logs: LogSettings,
@@ -40,6 +41,7 @@ def worker(
     worker_settings: WorkerSettings,
     processes: int,
     metrics_port: int | None,
+    metrics_address: str,
 ) -> None:
     """Consume login events into the shared Redis window.
 
@@ -56,7 +58,7 @@ def worker(
     specs = worker_specs(settings, processes)
     # One process per pod: a child that keeps dying ends the pod, for Kubernetes to see.
     crash_loop = CrashLoop() if processes == 1 else None
-    with pool_monitoring(metrics_port, [spec.name for spec in specs]) as monitor:
+    with pool_monitoring(metrics_port, [spec.name for spec in specs], metrics_address) as monitor:
         supervisor = Supervisor(
             specs,
             initializer=logs.with_registered_secrets().configure,

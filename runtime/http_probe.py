@@ -10,19 +10,19 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.health import (
     HeartbeatDir,
     HeartbeatFile,
@@ -34,6 +34,13 @@ from loginmetrics.runtime.health import (
     liveness,
     readiness,
 )
+from loginmetrics.runtime.http_server import (
+    EVERY_INTERFACE,
+    Answer,
+    BoundedHttpServer,
+    Reply,
+    Request,
+)
 from loginmetrics.runtime.metrics import (
     MULTIPROCESS_DIR_ENV,
     aggregator_metrics,
@@ -43,14 +50,18 @@ from loginmetrics.runtime.metrics import (
     process_registry,
     use_multiprocess_dir,
 )
+from loginmetrics.runtime.process_metrics import pool_collectors, process_collectors
+from loginmetrics.runtime.signals import EXIT_FATAL
 
 logger = logging.getLogger(__name__)
 
-# Every interface: the port is reached from outside the container or pod.
-BIND_ADDRESS = "0.0.0.0"  # noqa: S104
+# Every interface, IPv4 and IPv6 (as Prometheus exporters do): the port is reached from outside
+# the container or pod. The one home of --metrics-address's default.
+DEFAULT_METRICS_ADDRESS = EVERY_INTERFACE
 METRICS_PATH = "/metrics"
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,60 +81,70 @@ class Probes:
 
 
 class ProbeServer:
-    """Serves a registry and two probes on ``port`` from a daemon thread."""
+    """Serves a registry and two probes on ``address``:``port`` from a daemon thread."""
 
-    def __init__(self, port: int, registry: CollectorRegistry, probes: Probes) -> None:
-        handler = _handler(registry, probes)
-        self._server = ThreadingHTTPServer((BIND_ADDRESS, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+    def __init__(
+        self,
+        port: int,
+        registry: CollectorRegistry,
+        probes: Probes,
+        address: str = DEFAULT_METRICS_ADDRESS,
+    ) -> None:
+        self._address = address
+        self._requested_port = port
+        self._server = BoundedHttpServer(
+            address, port, _answers(registry, probes), name="metrics-http"
         )
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> None:
-        self._thread.start()
+        """Serve; a ConfigError says why the address or port cannot be served."""
+        try:
+            self._server.start()
+        except OSError as exc:
+            where = self._address or "every interface"
+            raise ConfigError(
+                f"cannot serve metrics on {where} port {self._requested_port}: {exc}; "
+                "check --metrics-address and --metrics-port"
+            ) from exc
         logger.info(
-            "serving %s, %s and %s on port %d",
+            "serving %s, %s and %s on %s port %d",
             METRICS_PATH,
             LIVENESS_PATH,
             READINESS_PATH,
+            self._address or "every interface,",
             self.port,
         )
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
-def _handler(registry: CollectorRegistry, probes: Probes) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == METRICS_PATH:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(HTTPStatus.OK, content_type, encoder(registry))
-            elif path in (LIVENESS_PATH, READINESS_PATH):
-                verdict = probes.liveness() if path == LIVENESS_PATH else probes.readiness()
-                status = HTTPStatus.OK if verdict.ok else HTTPStatus.SERVICE_UNAVAILABLE
-                self._send(status, "text/plain; charset=utf-8", f"{verdict.reason}\n".encode())
-            else:
-                self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
+def _answers(registry: CollectorRegistry, probes: Probes) -> Answer:
+    def answer(request: Request) -> Reply:
+        if request.path == METRICS_PATH:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Reply(HTTPStatus.OK, content_type, encoder(registry))
+        if request.path in (LIVENESS_PATH, READINESS_PATH):
+            verdict = probes.liveness() if request.path == LIVENESS_PATH else probes.readiness()
+            status = HTTPStatus.OK if verdict.ok else HTTPStatus.SERVICE_UNAVAILABLE
+            return Reply(status, TEXT, f"{verdict.reason}\n".encode())
+        return Reply(HTTPStatus.NOT_FOUND, TEXT, b"not found\n")
 
-        def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    return answer
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # a scrape every few seconds is not news
 
-    return Handler
+def _start_or_exit(server: ProbeServer) -> None:
+    """Start serving, or stop the process with one ERROR line: no restart frees a port in use
+    or makes a wrong address right."""
+    try:
+        server.start()
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        sys.exit(EXIT_FATAL)
 
 
 # -- a pool: the supervisor serves, its children report through a private directory ------------
@@ -140,10 +161,12 @@ class PoolMonitor:
 
 
 @contextmanager
-def pool_monitoring(port: int | None, children: Sequence[str]) -> Iterator[PoolMonitor | None]:
+def pool_monitoring(
+    port: int | None, children: Sequence[str], address: str = DEFAULT_METRICS_ADDRESS
+) -> Iterator[PoolMonitor | None]:
     """With a port: a private directory for the children's figures and heartbeats (given to
-    them through the environment they are spawned with), served on ``port`` until the block
-    ends, then removed. Without one: nothing."""
+    them through the environment they are spawned with), served on ``address``:``port`` with
+    the pool's process figures until the block ends, then removed. Without one: nothing."""
     if port is None:
         yield None
         return
@@ -151,8 +174,11 @@ def pool_monitoring(port: int | None, children: Sequence[str]) -> Iterator[PoolM
     try:
         use_multiprocess_dir(str(directory))
         probes = Probes(HeartbeatDir(directory), list(children), started_at=time.monotonic())
-        server = ProbeServer(port, pool_registry(str(directory)), probes)
-        server.start()
+        registry = pool_registry(str(directory))
+        for collector in pool_collectors():
+            registry.register(collector)
+        server = ProbeServer(port, registry, probes, address)
+        _start_or_exit(server)
         try:
             yield PoolMonitor(directory)
         finally:
@@ -173,16 +199,22 @@ def child_probe() -> LoopProbe:
 
 
 @contextmanager
-def aggregator_monitoring(port: int | None, name: str) -> Iterator[LoopProbe]:
-    """With a port: this aggregator's figures and probes served until the block ends; the
-    loop beats on the probe it is given. Without one: a probe that does nothing."""
+def aggregator_monitoring(
+    port: int | None, name: str, address: str = DEFAULT_METRICS_ADDRESS
+) -> Iterator[LoopProbe]:
+    """With a port: this aggregator's figures (its process's included) and probes served on
+    ``address``:``port`` until the block ends; the loop beats on the probe it is given.
+    Without one: a probe that does nothing."""
     if port is None:
         yield NoProbe()
         return
     heartbeat = LocalHeartbeat(name)
-    registry = process_registry(*common_metrics().collectors(), *aggregator_metrics().collectors())
-    server = ProbeServer(port, registry, Probes(heartbeat, [name], started_at=time.monotonic()))
-    server.start()
+    registry = process_registry(
+        *common_metrics().collectors(), *aggregator_metrics().collectors(), *process_collectors()
+    )
+    probes = Probes(heartbeat, [name], started_at=time.monotonic())
+    server = ProbeServer(port, registry, probes, address)
+    _start_or_exit(server)
     try:
         yield heartbeat
     finally:
