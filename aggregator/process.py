@@ -18,7 +18,7 @@ from loginmetrics.runtime.health import LoopProbe
 from loginmetrics.runtime.http_probe import child_probe
 from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_OK, graceful_stop, start_supervised_child
-from loginmetrics.window import WindowReader
+from loginmetrics.window import Role, WindowReader, await_layout_agreement
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def run_aggregator(
     )
     client = redis_client(settings.redis_url, settings.redis_sentinel)
     try:
+        if await_layout_agreement(client, settings.layout, Role.AGGREGATOR, stop, probe) is None:
+            return  # stopped while Redis did not answer
         lease = AggregatorLease(client, settings.layout, settings.lease_seconds)
         # Read no more values than an event lists (the rest is summed under "__other__").
         reader = WindowReader(client, settings.layout, max_values=settings.max_distribution_values)

@@ -4,17 +4,29 @@ from loginmetrics.window.apply import ApplyOutcome, NewIncarnation, PartitionAdv
 from loginmetrics.window.errors import WindowConfigError
 from loginmetrics.window.increments import WindowIncrements
 from loginmetrics.window.layout import BucketField, WindowLayout
+from loginmetrics.window.layout_record import (
+    LayoutMismatchError,
+    RecordedLayout,
+    Role,
+    await_layout_agreement,
+    read_layout,
+)
 from loginmetrics.window.read import WindowReader, WindowTotals
 
 __all__ = [
     "ApplyOutcome",
     "BucketField",
+    "LayoutMismatchError",
     "NewIncarnation",
     "PartitionAdvance",
+    "RecordedLayout",
+    "Role",
     "WindowConfigError",
     "WindowIncrements",
     "WindowLayout",
     "WindowReader",
     "WindowTotals",
     "WindowWriter",
+    "await_layout_agreement",
+    "read_layout",
 ]

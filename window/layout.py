@@ -108,6 +108,11 @@ class WindowLayout:
         return f"{self.prefix}:topic-id:{topic}"
 
     @property
+    def layout_key(self) -> str:
+        """Hash: the layout recorded by the first process that wrote (window/layout_record.py)."""
+        return f"{self.prefix}:layout"
+
+    @property
     def aggregator_lease_key(self) -> str:
         return f"{self.prefix}:aggregator:lease"
 
