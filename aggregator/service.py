@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -29,10 +29,11 @@ from loginmetrics.aggregator.ticks import (
     seconds_to_next_tick,
     tick_window_end,
 )
+from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
-from loginmetrics.runtime.metrics import aggregator_metrics, common_metrics
-from loginmetrics.runtime.redis_errors import raise_if_fatal
+from loginmetrics.runtime.metrics import aggregator_metrics
+from loginmetrics.runtime.redis_errors import judge
 from loginmetrics.window import WindowReader
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 RETRIABLE_ERRORS = (redis.RedisError, KafkaException, BufferError)
 # Wake this long after a tick starts, so a reading of the Redis clock lands inside the new tick.
 TICK_MARGIN_SECONDS = 0.005
-LOUD_AFTER_FAILURES = 5
 
 
 class Aggregator:
@@ -68,9 +68,9 @@ class Aggregator:
         self._lease = lease
         self._stop = stop
         self._clock = clock
-        self._backoff = Backoff(max_seconds=min(5.0, settings.renew_interval_seconds))
-        self._delays: Iterator[float] | None = None
-        self._failures = 0
+        self._attempts = Attempts(
+            Backoff(max_seconds=min(5.0, settings.renew_interval_seconds)), clock
+        )
         self.is_leader = False
         self.emitted = 0
         self._next_lease_at = clock()
@@ -103,13 +103,11 @@ class Aggregator:
                 self._emit_step()
         except RETRIABLE_ERRORS as exc:
             if isinstance(exc, redis.RedisError):
-                common_metrics().redis_error(exc)
-                raise_if_fatal(exc, "hold the aggregator lease, read the window or claim a tick")
+                judge(exc, "hold the aggregator lease, read the window or claim a tick")
             return self._retry_delay(exc)
-        if self._failures:
-            logger.info("Redis and Kafka answer again after %d failed attempts", self._failures)
-            self._failures = 0
-            self._delays = None
+        failures = self._attempts.succeeded()
+        if failures:
+            logger.info("Redis and Kafka answer again after %d failed attempts", failures)
         due = (
             min(self._next_lease_at, self._next_tick_at) if self.is_leader else self._next_lease_at
         )
@@ -132,7 +130,7 @@ class Aggregator:
         self._next_lease_at = self._clock() + self._settings.renew_interval_seconds
 
     def _report_health(self) -> None:
-        if self._failures:
+        if self._attempts.failures:
             self._probe.beat(False, "Redis or Kafka unavailable, retrying")
         else:
             self._probe.beat(True, "leading" if self.is_leader else "standing by")
@@ -237,18 +235,15 @@ class Aggregator:
     # -- failures and shutdown -------------------------------------------------------------
 
     def _retry_delay(self, exc: BaseException) -> float:
-        if self._delays is None:
-            self._delays = self._backoff.delays()
-        self._failures += 1
-        delay = next(self._delays)
+        delay = self._attempts.failed()
         service = "Redis" if isinstance(exc, redis.RedisError) else "Kafka"
         logger.log(
-            logging.ERROR if self._failures >= LOUD_AFTER_FAILURES else logging.WARNING,
+            self._attempts.log_level,
             "%s unavailable (%s: %s); attempt %d failed, retrying in %.1f s",
             service,
             type(exc).__name__,
             exc,
-            self._failures,
+            self._attempts.failures,
             delay,
         )
         return delay

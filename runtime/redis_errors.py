@@ -104,8 +104,14 @@ def advice(exc: redis.RedisError, doing: str) -> str:
     return f"{said}; {fix}. Exiting with code {EXIT_FATAL} (not restarted)."
 
 
-def raise_if_fatal(exc: redis.RedisError, doing: str) -> None:
-    """Return when ``exc`` means "not now"; otherwise raise ``FatalRedisError`` from it."""
+def judge(exc: redis.RedisError, doing: str) -> None:
+    """The one rule for a Redis error met while ``doing`` something: counted in
+    ``loginmetrics_redis_errors_total``; returns when it means "not now" (the caller pauses and
+    retries), raises ``FatalRedisError`` from it when it will not heal."""
+    # Imported here: runtime.metrics labels its Redis errors with this module's codes.
+    from loginmetrics.runtime.metrics import common_metrics
+
+    common_metrics().redis_error(exc)
     if classify(exc) is RedisFault.WILL_NOT_HEAL:
         raise FatalRedisError(advice(exc, doing)) from exc
 

@@ -1,52 +1,64 @@
-"""The worker's batch step: fold a poll batch, confirm its dead letters, apply it to the window
-with a compare-and-set, advance the offsets. Work that must wait (Redis or the dead-letter topic
-away, a rewind the consumer refused) is kept as state and retried with backoff, paused."""
+"""The worker's batch loop: fold a poll batch, confirm its dead letters, apply it to the window
+with a compare-and-set, advance the offsets; move partitions that must be placed or rewound.
+
+It is CONSUMING, or WAITING for a retry of what failed (Redis, the dead-letter topic, a seek).
+One rule, kept in ``_sync_pause`` alone: while WAITING every partition is paused; otherwise
+exactly the partitions that are not consuming yet (being placed, rewound or moved) are."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
-from contextlib import suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from enum import Enum
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
+from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.errors import LoginMetricsError
 from loginmetrics.runtime.metrics import WorkerMetrics, worker_metrics
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
-from loginmetrics.worker.fold import NO_OFFSET, FoldedBatch, Record, RejectedRecord, fold_batch
+from loginmetrics.worker.fold import FoldedBatch, Record, RejectedRecord, fold_batch
 from loginmetrics.worker.offset_checks import skipped_offsets
+from loginmetrics.worker.owned_partitions import OwnedPartitions
+from loginmetrics.worker.positions import Positions
 from loginmetrics.worker.retry import RetryLater, call_redis
-from loginmetrics.worker.rewind import Rewind
+from loginmetrics.worker.topic_inspector import TopicInspector
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Applied = dict[int, int | None]  # partition -> last offset whose effect is in the window
 # fold_batch with the settings' size limits bound
 Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
+# How often a worker checks that the window still holds the offsets it applied. A Redis that
+# lost its last writes (a lagging replica promoted, a restart from an older snapshot) refuses
+# the partition's next batch; this finds it when no next batch comes.
+AUDIT_SECONDS = 2.0
 
 
 class Partitions(Protocol):
-    """What the step asks of the Kafka consumer (``worker.consumer_shell``)."""
+    """What the loop asks of the Kafka consumer (``worker.consumer_shell``)."""
 
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
+    def pause(self, partitions: list[int]) -> None: ...
+    def resume(self, partitions: list[int]) -> None: ...
     def seek(self, partition: int, offset: int) -> None: ...
-    def commit(self, applied: Mapping[int, int | None]) -> None: ...
+    def committed(self, partitions: list[int]) -> dict[int, int | None]: ...
+    def commit(self, applied: Mapping[int, int]) -> None: ...
 
 
 class FatalConsumerError(LoginMetricsError):
     """librdkafka declared the consumer failed (a fatal error): the process must end, and the
     supervisor starts a fresh one in its place."""
+
+
+class LoopState(Enum):
+    CONSUMING = "consuming"
+    WAITING = "waiting"  # for a retry of what failed; every partition paused
 
 
 @dataclass(slots=True)
@@ -74,169 +86,146 @@ class _Stopping(Exception):  # noqa: N818
 
 
 class BatchStep:
-    """Owns the applied offsets of the consumer's partitions and moves their messages into the
-    window exactly once."""
+    """Moves the messages of the consumer's partitions into the window exactly once."""
 
     def __init__(
         self,
         writer: WindowWriter,
         dead_letters: DeadLetterSender,
-        partitions: Partitions,
+        consumer: Partitions,
         stop: threading.Event,
         *,
+        topic: str,
         fold: Fold = fold_batch,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
         metrics: WorkerMetrics | None = None,
-        overlap: bool = False,
+        inspector: TopicInspector | None = None,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
-        self._partitions = partitions
+        self._consumer = consumer
         self._stop = stop
         self._fold_batch = fold
         self._clock = clock
-        self._backoff = backoff or Backoff()
-        self.applied: Applied = {}
-        self.stats = WorkerStats()
-        self._batch: PendingBatch | None = None
-        self._rewind = Rewind(writer, partitions, clock)
-        # partition -> offset up to which every dead letter is confirmed while this process owns
-        # it: messages read again after a rewind do not send theirs again.
-        self._lettered: dict[int, int] = {}
-        self._retry_at = 0.0
-        self._delays: Iterator[float] | None = None
-        self._failures = 0
-        self._trouble = ""
         self._metrics = metrics or worker_metrics()
-        # overlap: a batch is applied on a thread of its own while the next one is consumed and
-        # folded (redis-py waits for Redis without the GIL); at most one is in flight, and the
-        # next is sent only once its outcome is known, so every expected offset is one the
-        # window will hold if the batch before it went in.
-        self._applier = ThreadPoolExecutor(1, "apply") if overlap else None
-        self._flight: tuple[PendingBatch, Future[tuple[ApplyOutcome, float]]] | None = None
+        self.owned = OwnedPartitions()
+        self.stats = WorkerStats()
+        self._positions = Positions(self.owned, writer, consumer, topic, self._metrics, inspector)
+        self._attempts = Attempts(backoff, clock)
+        self._trouble = ""  # what the loop waits for, while WAITING
+        self._batch: PendingBatch | None = None
+        self._audit_at = clock() + AUDIT_SECONDS
+        self._paused: set[int] = set()  # what the consumer was told
+
+    @property
+    def state(self) -> LoopState:
+        return LoopState.WAITING if self._attempts.failures else LoopState.CONSUMING
+
+    @property
+    def trouble(self) -> str:
+        return self._trouble
 
     @property
     def waiting(self) -> bool:
-        """Work is pending: the consumer's partitions stay paused until it is done."""
-        return self._batch is not None or self._rewind.pending
+        """Work is pending: a batch, a retry, or partitions not consuming yet."""
+        return bool(self._attempts.failures or self._batch or self.owned.unsettled())
+
+    @property
+    def applied(self) -> dict[int, int | None]:
+        return {p: self.owned.applied(p) for p in self.owned}
 
     def step(self, records: Sequence[Record]) -> float:
-        """Handle freshly consumed ``records`` and any retry that is due; return the seconds
-        until the next retry is due (0.0: nothing pending, consume at will)."""
-        if self._flight is not None:
-            return self._step_in_flight(records)
-        if not self.waiting and self._rewind.audit_due():
+        """Handle freshly consumed ``records`` and whatever is due; return the seconds until
+        the next retry is due (0.0: nothing pending, consume at will)."""
+        before = self.owned.epochs()
+        unfolded = records
+        if self._attempts.wait() == 0.0:
             try:
-                self._rewind.audit(self.applied)
+                self._catch_up()
+                if records:
+                    self._batch = self._fold(records, self._steady(before))
+                    unfolded = ()
+                    self._apply_pending()
             except RetryLater as retry:
-                self._rewind.put_back(records, self.applied)
-                return self._retry(retry)
-        if self.waiting:
-            self._rewind.put_back(records, self.applied)
-            if self._clock() < self._retry_at:
-                return self._retry_at - self._clock()
-        elif records:
-            self._fold(records)
-        if not self.waiting:
-            return 0.0
-        try:
-            self._work()
-        except RetryLater as retry:
-            return self._retry(retry)
-        except _Stopping:
-            return 0.0
-        if self._failures:
-            logger.info("%s is back after %d attempts; resuming", self._trouble, self._failures)
-            self._failures, self._delays = 0, None
-        self._partitions.resume()
-        return 0.0
-
-    def settle(self) -> None:
-        """Land the batch being applied, if one is (before the last commit on close)."""
-        if self._flight is not None:
-            with suppress(RetryLater):  # not applied: the next owner applies it
-                self._land()
-        if self._applier is not None:
-            self._applier.shutdown()
-
-    def _step_in_flight(self, records: Sequence[Record]) -> float:
-        """The previous batch is being applied: fold ``records`` meanwhile, against the offsets
-        it will leave, then land it and go on as step() does."""
-        ahead = self._pending(records, self._projected()) if records else None
-        try:
-            self._land()
-        except RetryLater as retry:
-            self._rewind.put_back(records, self.applied)  # folded ahead of one not applied
-            return self._retry(retry)
-        if ahead is not None:
-            if self.waiting:  # refused: the rewind decides where its partitions go on
-                self._rewind.put_back(records, self.applied)
+                self._failed(retry)
+            except _Stopping:
+                return 0.0
             else:
-                self._batch = ahead
-        return self.step(())
+                self._recovered()
+        self._put_back(unfolded, before)
+        self._sync_pause()
+        return self._attempts.wait() if self._attempts.failures else 0.0
 
-    def _projected(self) -> Applied:
-        """The applied offsets once the batch in flight is in."""
-        assert self._flight is not None
-        projected = dict(self.applied)
-        for advance in self._flight[0].advances:
-            if advance.partition in projected:
-                projected[advance.partition] = advance.applied
-        return projected
+    # -- the rebalance callbacks: no I/O but the consumer's own -----------------------------
 
-    def _land(self) -> None:
-        """Wait for the batch in flight and take its outcome; a Redis error puts it back to be
-        applied again with the same expected offsets."""
-        assert self._flight is not None
-        pending, applying = self._flight
-        self._flight = None
-        try:
-            outcome, seconds = call_redis(applying.result, "apply a batch")
-        except RetryLater:
-            self._batch = pending
-            raise
-        self._took(pending, outcome, seconds)
-
-    def await_flight(self) -> None:
-        """Let the batch in flight reach Redis (landed by the next step()): a rebalance callback
-        reads or hands over offsets that must be final."""
-        if self._flight is not None:
-            wait_for([self._flight[1]])
-
-    # -- rebalance (called from the consumer's callbacks) -----------------------------------
-
-    def forget_offsets(self) -> None:
-        """The input topic was recreated: what this worker owns starts over from nothing."""
-        for partition in self.applied:
-            self.applied[partition] = None
-
-    def assigned(self, applied: Applied) -> None:
-        self.applied.update(applied)
-        for partition in applied:  # the assignment put them where the window is
-            self._rewind.forget(partition)
+    def assigned(self, partitions: list[int]) -> None:
+        self.owned.assign(partitions)  # placed by the next step()
+        self._sync_pause()
 
     def revoked(self, partitions: list[int]) -> None:
-        self.await_flight()  # the next owner starts from the offsets it leaves
-        for partition in partitions:
-            self.applied.pop(partition, None)
-            self._rewind.forget(partition)
-            self._lettered.pop(partition, None)
+        self.owned.revoke(partitions)
+        self._paused.difference_update(partitions)  # the consumer forgets them too
+        self._metrics.partitions_paused.set(len(self._paused))
+
+    # -- work ------------------------------------------------------------------------------
+
+    def _catch_up(self) -> None:
+        """What is pending or due, in order: the batch, moving partitions, the offset check."""
+        self._apply_pending()
+        self._positions.move()
+        if self._clock() >= self._audit_at:
+            self._audit()
+            self._positions.move()
+
+    def _apply_pending(self) -> None:
+        if self._batch is not None:
+            self._finish_batch(self._batch)
+            self._positions.move()  # a refused batch rewinds its partitions
+
+    def _steady(self, before: Mapping[int, int]) -> dict[int, int | None]:
+        """Applied offsets of the partitions consumed without a move since ``before``: what
+        was consumed ahead of a seek is read again after it, not folded."""
+        return {
+            p: self.owned.applied(p) for p, e in self.owned.epochs().items() if before.get(p) == e
+        }
+
+    def _audit(self) -> None:
+        """Rewind every partition whose applied offset the window no longer holds: it went
+        back (or is gone) since this process applied it, so Redis lost those writes. One the
+        window holds further on is another worker's now: the compare-and-set handles it."""
+        ours = {p: o for p, o in self.owned.consuming().items() if o is not None}
+        if ours:
+            stored = call_redis(
+                lambda: self._writer.applied_offsets(list(ours)), "check applied offsets"
+            )
+            for partition, last in ours.items():
+                theirs = stored[partition]
+                if theirs is None or theirs < last:
+                    self.owned.rewind(partition, fallback=last + 1)
+        self._audit_at = self._clock() + AUDIT_SECONDS
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _fold(self, records: Sequence[Record]) -> None:
-        self._batch = self._pending(records, self.applied)
-
-    def _pending(self, records: Sequence[Record], applied: Applied) -> PendingBatch | None:
+    def _fold(
+        self, records: Sequence[Record], applied: Mapping[int, int | None]
+    ) -> PendingBatch | None:
         """``records`` folded on top of ``applied`` (the offsets in the window by then)."""
         folded = self._fold_batch(records, applied)
-        for error in folded.kafka_errors:
-            if _is_fatal(error):
-                # e.g. a static member fenced after a coordinator failover: this consumer can
-                # never consume again, a new process (same slot) can.
-                raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
-            logger.warning("consumer error: %s", error)
+        self._consumer_errors(folded.kafka_errors)
+        if folded.behind:
+            for partition, offset in folded.behind.items():
+                logger.warning(
+                    "partition %d: the consumer went back to offset %d, though the window applied "
+                    "up to %s (its position was reset: an offset out of range, a truncated or "
+                    "recreated topic); placing it again as on assignment",
+                    partition,
+                    offset,
+                    applied[partition],
+                )
+                self.owned.replace(partition)
+            applied = {p: o for p, o in applied.items() if p not in folded.behind}
+            folded = self._fold_batch(records, applied)
         for partition, count in skipped_offsets(applied, folded.first_offsets).items():
             logger.warning(
                 "partition %d: %d offsets after %s were removed (retention or truncation) "
@@ -252,14 +241,8 @@ class BatchStep:
             PartitionAdvance(partition, applied[partition], last)
             for partition, last in folded.last_offsets.items()
         ]
-        lettered = self._lettered
-        unsent = [r for r in folded.rejected if r.offset > lettered.get(r.partition, NO_OFFSET)]
+        unsent = self.owned.unsent(folded.rejected)
         return PendingBatch(folded, advances, unsent, datetime.now(UTC))
-
-    def _work(self) -> None:
-        if self._batch is not None:
-            self._finish_batch(self._batch)
-        self._rewind.move(self.applied)
 
     def _finish_batch(self, pending: PendingBatch) -> None:
         if pending.undelivered:
@@ -268,39 +251,29 @@ class BatchStep:
             )
             if failed is None:
                 raise _Stopping  # nothing applied, nothing committed; the next owner redoes it
-            # Only the failed ones are sent again: the others are confirmed.
-            pending.undelivered = failed
+            pending.undelivered = failed  # the others are confirmed: only these are sent again
             if failed:
                 raise RetryLater(
                     f"{len(failed)} dead letters not delivered to {self._dead_letters.dlq_topic}",
                     "the dead-letter topic",
                 )
-        for partition, last in pending.folded.last_offsets.items():
-            if partition in self.applied:
-                self._lettered[partition] = max(last, self._lettered.get(partition, NO_OFFSET))
-        if self._applier is not None and not self._failures:
-            self._flight = (pending, self._applier.submit(self._apply, pending))
-            self._batch = None
-            return  # landed by the next step()
-        outcome, seconds = call_redis(lambda: self._apply(pending), "apply a batch")
-        self._batch = None
-        self._took(pending, outcome, seconds)
-
-    def _apply(self, pending: PendingBatch) -> tuple[ApplyOutcome, float]:
+        self.owned.confirm_letters(pending.folded.last_offsets)
         started = self._clock()
-        outcome = self._writer.apply_batch(pending.advances, pending.folded.increments)
-        return outcome, self._clock() - started
-
-    def _took(self, pending: PendingBatch, outcome: ApplyOutcome, seconds: float) -> None:
-        """Book a batch's outcome: its offsets, commit and figures, or the rewind if refused."""
-        if not outcome.applied:
+        outcome = call_redis(
+            lambda: self._writer.apply_batch(pending.advances, pending.folded.increments),
+            "apply a batch",
+        )
+        seconds = self._clock() - started
+        self._batch = None
+        if outcome.applied:
+            self._took(pending, seconds)
+        else:
             self._metrics.batch_refused(seconds)
             self._refused(pending, outcome)
-            return
-        for advance in pending.advances:
-            if advance.partition in self.applied:
-                self.applied[advance.partition] = advance.applied
-        self._partitions.commit(self.applied)
+
+    def _took(self, pending: PendingBatch, seconds: float) -> None:
+        self.owned.advance(pending.folded.last_offsets)
+        self._consumer.commit(self.owned.committable())
         increments = pending.folded.increments
         self.stats.batches += 1
         self.stats.messages += increments.total
@@ -309,13 +282,11 @@ class BatchStep:
         codes = (rejected.rejection.code for rejected in pending.folded.rejected)
         self._metrics.batch_applied(increments.valid, increments.invalid, codes, seconds)
 
-    # -- refused batch: rewind to where the window is ----------------------------------------
-
     def _refused(self, pending: PendingBatch, outcome: ApplyOutcome) -> None:
         """The window holds another offset than the batch expected (another worker applied
-        past it, or Redis lost writes): drop the batch and resume where the window is."""
+        past it, or Redis lost writes): drop the batch and go on where the window is."""
         self.stats.refused_batches += 1
-        first = {p: o for p, o in pending.folded.first_offsets.items() if p in self.applied}
+        first = pending.folded.first_offsets
         expected = next(
             (a.expected for a in pending.advances if a.partition == outcome.conflict_partition),
             None,
@@ -326,24 +297,68 @@ class BatchStep:
             outcome.conflict_partition,
             outcome.stored_offset,
             expected,
-            list(first),
+            [p for p in first if p in self.owned],
         )
-        self._rewind.after_refusal(first, pending.advances)
+        for partition, offset in first.items():
+            self.owned.rewind(partition, fallback=offset)
 
-    # -- waiting -------------------------------------------------------------------------------
+    # -- waiting ---------------------------------------------------------------------------
 
-    def _retry(self, retry: RetryLater) -> float:
-        if self._delays is None:
-            self._delays = self._backoff.delays()
-        self._failures += 1
+    def _failed(self, retry: RetryLater) -> None:
+        delay = self._attempts.failed()
         self._trouble = retry.service
-        self._partitions.pause()
-        delay = next(self._delays)
-        self._retry_at = self._clock() + delay
-        logger.warning(
-            "%s; consumption paused, attempt %d, retrying in %.1f s", retry, self._failures, delay
+        logger.log(
+            self._attempts.log_level,
+            "%s; consumption paused, attempt %d, retrying in %.1f s",
+            retry,
+            self._attempts.failures,
+            delay,
         )
-        return delay
+
+    def _recovered(self) -> None:
+        failures = self._attempts.succeeded()
+        if failures:
+            logger.info("%s is back after %d attempts; resuming", self._trouble, failures)
+        self._trouble = ""
+
+    def _put_back(self, records: Sequence[Record], before: Mapping[int, int]) -> None:
+        """Consumed, not folded: each partition consumed without a move since goes back to its
+        first such message (one being moved goes where that move takes it)."""
+        first: dict[int, int] = {}
+        errors = []
+        for record in records:
+            partition, offset = record.partition(), record.offset()
+            if record.error() is not None:
+                errors.append(record.error())
+            elif partition is not None and offset is not None:
+                first.setdefault(partition, offset)
+        self._consumer_errors(errors)
+        epochs = self.owned.epochs()
+        for partition, offset in first.items():
+            if partition in epochs and before.get(partition) == epochs[partition]:
+                self.owned.put_back(partition, offset)
+
+    def _sync_pause(self) -> None:
+        """The one place that pauses and resumes: everything while WAITING, else exactly the
+        partitions that are not consuming yet."""
+        owned = set(self.owned)
+        wanted = owned if self._attempts.failures else self.owned.unsettled()
+        if wanted == self._paused:
+            return
+        if wanted - self._paused:
+            self._consumer.pause(sorted(wanted - self._paused))
+        if self._paused - wanted:
+            self._consumer.resume(sorted(self._paused - wanted))
+        self._paused = wanted
+        self._metrics.partitions_paused.set(len(wanted))
+
+    def _consumer_errors(self, errors: list[Any]) -> None:
+        for error in errors:
+            if _is_fatal(error):
+                # e.g. a static member fenced after a coordinator failover: this consumer can
+                # never consume again, a new process (same slot) can.
+                raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
+            logger.warning("consumer error: %s", error)
 
 
 def _is_fatal(error: Any) -> bool:

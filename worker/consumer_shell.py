@@ -11,22 +11,22 @@ from contextlib import suppress
 from functools import partial
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
 from loginmetrics.runtime.metrics import worker_metrics
 from loginmetrics.window import WindowWriter
-from loginmetrics.worker.batch_step import BatchStep, WorkerStats
+from loginmetrics.worker.batch_step import BatchStep, LoopState, WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
 from loginmetrics.worker.fold import fold_batch
-from loginmetrics.worker.positions import PositionReader
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import TopicInspector
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_LOG_SECONDS = 10.0
+COMMITTED_TIMEOUT_SECONDS = 5.0
 # Longest single wait while work is pending: the consumer is polled at least this often, so the
 # group keeps the member and rebalances are answered.
 PENDING_POLL_SECONDS = 0.5
@@ -50,10 +50,8 @@ class ConsumerShell:
         *,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], object] | None = None,
         probe: LoopProbe | None = None,
         inspector: TopicInspector | None = None,
-        overlap: bool = False,
     ) -> None:
         self._settings = settings
         self._topic = settings.input_topic
@@ -67,6 +65,7 @@ class ConsumerShell:
             self._dead_letters,
             self,
             stop,
+            topic=settings.input_topic,
             fold=partial(
                 fold_batch,
                 max_bytes=settings.max_message_bytes,
@@ -75,17 +74,10 @@ class ConsumerShell:
             clock=clock,
             backoff=backoff,
             metrics=self._metrics,
-            overlap=overlap,  # apply each batch while the next is consumed and folded
+            inspector=inspector,  # checks the window's offsets against the topic on placement
         )
-        # Waits inside a rebalance callback, where the consumer must not be polled.
-        self._positions = PositionReader(
-            writer, stop, backoff or Backoff(), sleep or stop.wait, self._metrics
-        )
-        self._paused = False
         self._delay = 0.0
         self._probe = probe or NoProbe()
-        # Checks the window's offsets against the topic on every assignment (None: trusted).
-        self._inspector = inspector
         # An exception must not leave librdkafka's rebalance callback (the C binding can turn
         # it into a SystemError later): kept here and raised from step().
         self._callback_error: BaseException | None = None
@@ -132,9 +124,8 @@ class ConsumerShell:
         return self._delay
 
     def close(self) -> None:
-        self.batch.settle()
         self._dead_letters.flush(CLOSE_FLUSH_SECONDS)
-        self._commit(self.batch.applied, asynchronous=False)
+        self._commit(self.batch.owned.committable(), asynchronous=False)
         # Leave the group at once, so the partitions move on without a session timeout. A static
         # member (settings.group_instance_id) does not leave on close(), only on unsubscribe();
         # one that crashed keeps its place for the child the supervisor starts in its slot.
@@ -154,88 +145,63 @@ class ConsumerShell:
 
     # -- what the batch step asks (batch_step.Partitions) ---------------------------------
 
-    def pause(self) -> None:
-        if not self._paused:
-            self._paused = True
-            assignment = self._consumer.assignment()
-            self._consumer.pause(assignment)
-            self._metrics.partitions_paused.set(len(assignment))
+    def pause(self, partitions: list[int]) -> None:
+        self._consumer.pause(self._topic_partitions(partitions))
 
-    def resume(self) -> None:
-        if self._paused:
-            self._paused = False
-            self._consumer.resume(self._consumer.assignment())
-            self._metrics.partitions_paused.set(0)
+    def resume(self, partitions: list[int]) -> None:
+        self._consumer.resume(self._topic_partitions(partitions))
 
     def seek(self, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(self._topic, partition, offset))
 
-    def commit(self, applied: Mapping[int, int | None]) -> None:
+    def committed(self, partitions: list[int]) -> dict[int, int | None]:
+        """The group's committed offsets (None: nothing committed); raises KafkaException."""
+        found = self._consumer.committed(
+            self._topic_partitions(partitions), timeout=COMMITTED_TIMEOUT_SECONDS
+        )
+        return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in found}
+
+    def commit(self, applied: Mapping[int, int]) -> None:
         self._commit(applied, asynchronous=True)
 
-    def _commit(self, applied: Mapping[int, int | None], *, asynchronous: bool) -> None:
-        offsets = [
-            TopicPartition(self._topic, partition, last + 1)
-            for partition, last in applied.items()
-            if last is not None
-        ]
-        if not offsets:
+    def _commit(self, applied: Mapping[int, int], *, asynchronous: bool) -> None:
+        if not applied:
             return
+        offsets = [TopicPartition(self._topic, p, last + 1) for p, last in applied.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             logger.debug("offset commit skipped: %s", exc)
 
-    # -- rebalance -------------------------------------------------------------------------
+    def _topic_partitions(self, partitions: list[int]) -> list[TopicPartition]:
+        return [TopicPartition(self._topic, p) for p in partitions]
+
+    # -- rebalance: no Redis call here, so a Redis outage never blocks the group -------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Assigned where Kafka's commit says and paused at once: the loop reads where the window
+        # stands and seeks there before they are consumed.
         try:
-            self._assign(consumer, partitions)
+            consumer.incremental_assign(partitions)
+            numbers = [tp.partition for tp in partitions]
+            self.batch.assigned(numbers)
         except Exception as exc:  # raised again from step(), outside the callback
             self._callback_error = exc
-
-    def _assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        numbers = [tp.partition for tp in partitions]
-        self.batch.await_flight()  # the positions read next must be final
-        positions = self._positions
-        topic_id = self._inspector.topic_id() if self._inspector else None
-        recreated = False if topic_id is None else positions.adopt_topic(self._topic, topic_id)
-        if recreated:
-            self.batch.forget_offsets()
-        applied = positions.applied_offsets(numbers)
-        if applied is not None and self._inspector is not None:
-            applied = positions.restart_truncated(
-                applied, self._inspector.high_watermarks(p for p, o in applied.items() if o)
-            )
-        if applied is None or recreated is None:
-            return  # stopping
-        for tp in partitions:
-            last = applied[tp.partition]
-            if last is not None:
-                tp.offset = last + 1  # Redis, not Kafka's commit, says where the window is
-            elif recreated:
-                tp.offset = OFFSET_BEGINNING  # not the old incarnation's committed offset
-        consumer.incremental_assign(partitions)
-        if self._paused:
-            consumer.pause(partitions)
-            self._metrics.partitions_paused.inc(len(partitions))
-        self.batch.assigned(applied)
-        logger.info("assigned %s", ", ".join(f"{self._topic}[{p}]@{applied[p]}" for p in numbers))
+            return
+        logger.info("assigned %s", ", ".join(f"{self._topic}[{p}]" for p in numbers))
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         self.batch.revoked(numbers)
         self._metrics.lags(self._topic, dict.fromkeys(numbers, 0))  # its new owner reports it
-        if self._paused:
-            self._metrics.partitions_paused.dec(len(numbers))
         logger.info("revoked %s", numbers)
 
     # -- health and progress ---------------------------------------------------------------
 
     def _report_health(self) -> None:
-        if self._paused:
-            self._probe.beat(False, "paused: the window or the dead-letter topic is unavailable")
-        elif not self.batch.applied:
+        if self.batch.state is LoopState.WAITING:
+            self._probe.beat(False, f"paused: waiting for {self.batch.trouble}")
+        elif not self.batch.owned:
             self._probe.beat(False, "no partition assigned")
         else:
             self._probe.beat(True, "consuming")
@@ -253,7 +219,7 @@ class ConsumerShell:
             delta / elapsed,
             self.stats.messages,
             self.stats.invalid,
-            sorted(self.batch.applied),
+            list(self.batch.owned),
         )
         self._last_progress = now
         self._progress_messages = self.stats.messages

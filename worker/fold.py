@@ -54,6 +54,9 @@ class FoldedBatch:
     # Records that were not messages (librdkafka errors) or were already applied.
     kafka_errors: list[Any] = field(default_factory=list)
     skipped: int = 0
+    # partition -> first offset consumed at or below its applied offset: the consumer went back
+    # under the worker (a position reset), since a seek drops what was fetched before it.
+    behind: dict[int, int] = field(default_factory=dict)
 
     def book(self, partition: int, first: int, last: int) -> None:
         """Offsets ``first`` .. ``last`` of ``partition`` were folded (nothing if NO_OFFSET)."""
@@ -102,6 +105,8 @@ def fold_batch(
             floor = NO_OFFSET if stored is None else stored
         if not owned or offset <= floor:
             folded.skipped += 1
+            if owned and partition not in folded.behind:
+                folded.behind[partition] = offset
             continue
         if first == NO_OFFSET:
             first = offset

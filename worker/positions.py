@@ -1,76 +1,114 @@
-"""Where newly assigned partitions stand: their applied offsets in Redis, checked against the
-input topic's incarnation and end. Runs inside the consumer's rebalance callback, where the
-consumer must not be polled: it blocks, retrying Redis with backoff, until asked to stop."""
+"""Moves partitions to where the window is: a partition just assigned (or whose position was reset
+under it) is checked against the input topic's incarnation and end, a rewinding one reads the
+window's offset again, and then the consumer seeks. Runs in the batch loop, never inside a
+rebalance callback; every failure is ``RetryLater`` and what is left stays in its phase."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import TypeVar
+from typing import Protocol
 
-from loginmetrics.runtime.backoff import Backoff
+from confluent_kafka import OFFSET_BEGINNING, KafkaException
+
 from loginmetrics.runtime.metrics import WorkerMetrics
 from loginmetrics.window import WindowWriter
 from loginmetrics.worker.offset_checks import truncated_partitions
+from loginmetrics.worker.owned_partitions import STAY, OwnedPartitions, Phase
 from loginmetrics.worker.retry import RetryLater, call_redis
+from loginmetrics.worker.topic_inspector import TopicInspector
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Applied = dict[int, int | None]  # partition -> last offset whose effect is in the window
+
+class Seeker(Protocol):
+    """What moving partitions asks of the Kafka consumer (``worker.consumer_shell``)."""
+
+    def seek(self, partition: int, offset: int) -> None: ...
+    def committed(self, partitions: list[int]) -> dict[int, int | None]: ...
 
 
-class PositionReader:
+class Positions:
     def __init__(
         self,
+        owned: OwnedPartitions,
         writer: WindowWriter,
-        stop: threading.Event,
-        backoff: Backoff,
-        sleep: Callable[[float], object],
+        consumer: Seeker,
+        topic: str,
         metrics: WorkerMetrics,
+        inspector: TopicInspector | None = None,
     ) -> None:
+        self._owned = owned
         self._writer = writer
-        self._stop = stop
-        self._backoff = backoff
-        self._sleep = sleep
+        self._consumer = consumer
+        self._topic = topic
         self._metrics = metrics
+        # Checks the window's offsets against the topic on placement (None: trusted).
+        self._inspector = inspector
 
-    def applied_offsets(self, partitions: list[int]) -> Applied | None:
-        """Applied offsets of ``partitions``; None if asked to stop first."""
-        return self._blocking(lambda: self._writer.applied_offsets(partitions))
+    def move(self) -> None:
+        """Place, rewind and seek every partition that needs it; raises ``RetryLater`` while
+        Redis, the broker or a seek fails."""
+        if self._owned.in_phase(Phase.PLACING):
+            self._place()
+        if self._owned.in_phase(Phase.REWINDING):
+            self._rewind()
+        if self._owned.seeks():
+            self._seek()
 
-    def adopt_topic(self, topic: str, topic_id: str) -> bool | None:
+    # -- placing ---------------------------------------------------------------------------
+
+    def _place(self) -> None:
+        recreated = self._adopt_topic()
+        placing = self._owned.in_phase(Phase.PLACING)
+        applied = call_redis(lambda: self._writer.applied_offsets(placing), "read applied offsets")
+        applied = self._restart_truncated(applied)
+        unread = [p for p in placing if applied[p] is None]
+        committed = self._committed(unread) if unread and not recreated else {}
+        for partition in placing:
+            last = applied[partition]
+            if last is not None:
+                target = last + 1  # the window, not Kafka's commit, says where it stands
+            elif recreated:
+                target = OFFSET_BEGINNING  # not the old incarnation's committed offset
+            else:
+                stands = committed.get(partition)  # none committed: auto.offset.reset, earliest
+                target = OFFSET_BEGINNING if stands is None else stands
+            self._owned.place(partition, last, target)
+        logger.info("placed %s", ", ".join(f"{self._topic}[{p}]@{applied[p]}" for p in placing))
+
+    def _adopt_topic(self) -> bool:
         """Tie the window's offsets to this incarnation of the input topic; True when it is a
-        new one (the old offsets are dropped: its partitions are read from their start), None
-        if asked to stop first."""
-        found = self._blocking(lambda: (self._writer.adopt_topic(topic_id),))
-        if found is None:
-            return None
-        (incarnation,) = found
+        new one: the old offsets are dropped and every partition is read from its start."""
+        topic_id = self._inspector.topic_id() if self._inspector else None
+        if topic_id is None:
+            return False
+        incarnation = call_redis(lambda: self._writer.adopt_topic(topic_id), "adopt the topic")
         if incarnation is None:
             return False
         logger.warning(
             "topic %s was recreated (its id is %s, the window's offsets were for %s): reading it "
             "from its start; the old offsets %s are dropped",
-            topic,
+            self._topic,
             topic_id,
             incarnation.old_topic_id,
             incarnation.dropped_offsets or "(none)",
         )
+        self._owned.forget_all()
         return True
 
-    def restart_truncated(self, applied: Applied, highs: Mapping[int, int]) -> Applied | None:
+    def _restart_truncated(self, applied: dict[int, int | None]) -> dict[int, int | None]:
         """``applied`` with every partition that now ends before its applied offset moved back
-        to its end (in Redis too), each logged and counted as a gap; None if asked to stop."""
-        result = dict(applied)
+        to its end (in Redis too), each logged and counted as a gap."""
+        if self._inspector is None:
+            return applied
+        highs = self._inspector.high_watermarks(p for p, o in applied.items() if o is not None)
         for cut in truncated_partitions(applied, highs):
-            moved = self._blocking(
-                partial(self._writer.restart_partition, cut.partition, cut.stored, cut.restart_at)
+            moved = call_redis(
+                lambda cut=cut: self._writer.restart_partition(  # type: ignore[misc]
+                    cut.partition, cut.stored, cut.restart_at
+                ),
+                "restart a truncated partition",
             )
-            if moved is None:
-                return None
             if not moved:
                 continue  # someone else moved it meanwhile; the compare-and-set will tell
             logger.warning(
@@ -83,18 +121,68 @@ class PositionReader:
                 cut.high,
             )
             self._metrics.offsets_skipped(cut.gap)
-            result[cut.partition] = cut.restart_at
-        return result
+            applied[cut.partition] = cut.restart_at
+        return applied
 
-    def _blocking(self, operation: Callable[[], T]) -> T | None:
-        """``operation`` retried until Redis answers; None if asked to stop first."""
-        delays = self._backoff.delays()
-        attempts = 0
-        while not self._stop.is_set():
-            try:
-                return call_redis(operation, "read applied offsets")
-            except RetryLater as retry:
-                attempts += 1
-                logger.warning("%s, attempt %d", retry, attempts)
-                self._sleep(next(delays))
-        return None
+    def _committed(self, partitions: list[int]) -> dict[int, int | None]:
+        try:
+            return self._consumer.committed(partitions)
+        except KafkaException as exc:
+            raise RetryLater(
+                f"could not read the committed offsets of partitions {partitions} ({exc})",
+                "the consumer group coordinator",
+            ) from exc
+
+    # -- rewinding -------------------------------------------------------------------------
+
+    def _rewind(self) -> None:
+        rewinding = self._owned.in_phase(Phase.REWINDING)
+        stored = call_redis(lambda: self._writer.applied_offsets(rewinding), "read applied offsets")
+        for partition in rewinding:
+            ours = self._owned.rewound(partition, stored[partition])
+            _report_rewind(partition, ours, stored[partition], self._owned.seeks()[partition])
+
+    # -- seeking ---------------------------------------------------------------------------
+
+    def _seek(self) -> None:
+        refused = []
+        for partition, offset in self._owned.seeks().items():
+            if offset is not STAY:
+                try:
+                    self._consumer.seek(partition, offset)
+                except KafkaException as exc:
+                    # Still ours: consuming on from where it is would skip messages.
+                    logger.warning(
+                        "could not rewind partition %d to offset %d: %s", partition, offset, exc
+                    )
+                    refused.append(partition)
+                    continue
+            self._owned.sought(partition)
+        if refused:
+            raise RetryLater(f"partitions {refused} not rewound", "the consumer")
+
+
+def _report_rewind(partition: int, ours: int | None, stored: int | None, to: int | None) -> None:
+    """One line on what a rewind found in the window and what is read again."""
+    if ours is None or (stored is not None and stored > ours):
+        return  # another worker applied past us: the refusal was logged
+    if stored is None:
+        logger.error(
+            "partition %d: the window holds no offset of it, though this worker applied up to "
+            "%d (an empty replica promoted, a FLUSHDB, or an evicting maxmemory-policy). Its "
+            "earlier messages are not read again, since that would count them all in the "
+            "current buckets; reading on from offset %s, where Kafka's committed offset stands",
+            partition,
+            ours,
+            to,
+        )
+    elif stored < ours:
+        logger.warning(
+            "partition %d: the window is at offset %d, not %d: Redis lost its last writes (a "
+            "failover or a restart from an older state); reading those %d messages again from "
+            "Kafka",
+            partition,
+            stored,
+            ours,
+            ours - stored,
+        )

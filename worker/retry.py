@@ -8,8 +8,7 @@ from typing import TypeVar
 
 import redis
 
-from loginmetrics.runtime.metrics import common_metrics
-from loginmetrics.runtime.redis_errors import raise_if_fatal
+from loginmetrics.runtime.redis_errors import judge
 
 T = TypeVar("T")
 
@@ -28,6 +27,5 @@ def call_redis(operation: Callable[[], T], what: str) -> T:
     try:
         return operation()
     except redis.RedisError as exc:
-        common_metrics().redis_error(exc)
-        raise_if_fatal(exc, what)
+        judge(exc, what)
         raise RetryLater(f"Redis unavailable ({exc}) trying to {what}", "Redis") from exc

@@ -14,7 +14,7 @@ from loginmetrics.runtime.redis_errors import (
     RedisFault,
     classify,
     exit_when_fatal,
-    raise_if_fatal,
+    judge,
 )
 from loginmetrics.runtime.signals import EXIT_FATAL
 
@@ -53,7 +53,7 @@ WILL_NOT_HEAL_REPLIES = [
 def test_a_passing_condition_is_not_now(reply: str) -> None:
     error = server_error(reply)
     assert classify(error) is RedisFault.NOT_NOW
-    raise_if_fatal(error, "apply a batch")  # returns: the caller retries
+    judge(error, "apply a batch")  # returns: the caller retries
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_a_refusal_that_will_not_heal_raises_with_advice(reply: str) -> None:
     error = server_error(reply)
     assert classify(error) is RedisFault.WILL_NOT_HEAL
     with pytest.raises(FatalRedisError) as raised:
-        raise_if_fatal(error, "apply a batch")
+        judge(error, "apply a batch")
     assert raised.value.__cause__ is error
     assert "Redis refused to apply a batch" in str(raised.value)
     assert f"Exiting with code {EXIT_FATAL}" in str(raised.value)
@@ -91,7 +91,7 @@ def test_the_error_line_says_what_to_do(
     reply: str, advice: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pytest.raises(SystemExit) as exited, exit_when_fatal():
-        raise_if_fatal(server_error(reply), "read applied offsets")
+        judge(server_error(reply), "read applied offsets")
     assert exited.value.code == EXIT_FATAL
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert advice in record.getMessage()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
 from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowIncrements, WindowWriter
 
@@ -68,7 +68,7 @@ class FakeConsumer:
         self.clock = clock
         self.positions: dict[int, int] = {}  # assigned partition -> next offset to deliver
         self.paused: set[int] = set()
-        self.committed: dict[int, int] = {}
+        self.commits: dict[int, int] = {}
         self.rebalances: list[Rebalance] = []
         self.seek_errors: list[KafkaException] = []
         self.seeks: list[tuple[int, int]] = []
@@ -111,7 +111,7 @@ class FakeConsumer:
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             # No stored offset: the group's commit, else the earliest (auto.offset.reset).
-            start = tp.offset if tp.offset >= 0 else self.committed.get(tp.partition, 0)
+            start = tp.offset if tp.offset >= 0 else self.commits.get(tp.partition, 0)
             self.positions[tp.partition] = start
 
     def assignment(self) -> list[TopicPartition]:
@@ -160,9 +160,15 @@ class FakeConsumer:
         self.positions[partition.partition] = max(partition.offset, 0)
         self.seeks.append((partition.partition, partition.offset))
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [
+            TopicPartition(self.topic, tp.partition, self.commits.get(tp.partition, OFFSET_INVALID))
+            for tp in partitions
+        ]
+
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         for tp in offsets:
-            self.committed[tp.partition] = tp.offset
+            self.commits[tp.partition] = tp.offset
 
     def unsubscribe(self) -> None:
         self.unsubscribed = True

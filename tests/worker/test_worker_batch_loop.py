@@ -22,9 +22,8 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window import WindowLayout
-from loginmetrics.worker.batch_step import FatalConsumerError
+from loginmetrics.worker.batch_step import AUDIT_SECONDS, FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
-from loginmetrics.worker.rewind import AUDIT_SECONDS
 from loginmetrics.worker.settings import WorkerSettings
 from tests.support import login_stream
 from tests.worker.fake_kafka import FakeClock, FakeConsumer, FakeProducer, FlakyWriter
@@ -84,7 +83,6 @@ class Worker:
             self.stop,
             clock=clock,
             backoff=Backoff(jitter=lambda _low, _high: 1.0),
-            sleep=clock.advance,
         )
         self.shell.subscribe()
 
@@ -155,7 +153,7 @@ def test_a_stream_is_applied_once_with_its_dead_letters(
 
     assert_exact(client, stream)
     assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1))
-    assert worker.consumer.committed == {p: len(log) for p, log in stream.logs.items()}
+    assert worker.consumer.commits == {p: len(log) for p, log in stream.logs.items()}
     assert worker.shell.stats.messages == stream.total
 
 
@@ -167,7 +165,7 @@ def test_redis_down_pauses_keeps_polling_and_resumes_by_itself(
     worker = Worker(client, stream.logs, clock)
     worker.consumer.rebalance(assign=[0, 1])
     worker.run_until(lambda: worker.shell.stats.messages >= 120)
-    committed = dict(worker.consumer.committed)
+    committed = dict(worker.consumer.commits)
     outage_end = clock() + 6.0
     worker.writer.fail_for(6.0, redis.ConnectionError("Connection refused"))
 
@@ -180,7 +178,7 @@ def test_redis_down_pauses_keeps_polling_and_resumes_by_itself(
     assert worker.consumer.consume_calls - polls >= 6.0 / 0.5 - 1
     assert worker.consumer.consumes_while_paused >= 6.0 / 0.5 - 1
     assert worker.consumer.paused == {0, 1}
-    assert worker.consumer.committed == committed, "nothing committed while Redis was down"
+    assert worker.consumer.commits == committed, "nothing committed while Redis was down"
     assert worker.writer.failed_calls >= 4, "retried with backoff"
 
     worker.drain(stream.logs)
@@ -246,7 +244,7 @@ def test_stop_during_a_dead_letter_flush_applies_and_commits_nothing(
     assert worker.consumer.closed
     assert worker.writer.apply_calls == 0
     assert window_counts(client) == (0, 0)
-    assert worker.consumer.committed == {}
+    assert worker.consumer.commits == {}
 
 
 def test_a_rebalance_during_an_apply_retry_keeps_the_batch_exact(
@@ -278,7 +276,7 @@ def test_a_partition_taken_over_during_the_retry_refuses_the_batch_and_rewinds_t
     ours.run_until(lambda: ours.shell.stats.messages >= 80)
     ours.writer.fail_for(3.0, redis.ConnectionError("Connection reset by peer"))
     ours.run_until(lambda: ours.writer.failed_calls > 0)
-    pending_from = ours.consumer.committed[0]  # the pending batch starts here on partition 0
+    pending_from = ours.consumer.commits[0]  # the pending batch starts here on partition 0
     ours.consumer.rebalance(revoke=[1])
     ours.run_until(lambda: 1 not in ours.consumer.positions)
 
@@ -305,12 +303,14 @@ def test_a_refused_batch_rewinds_to_the_stored_offset(
     owner.consumer.rebalance(assign=[0])
     owner.run_until(lambda: owner.shell.stats.messages >= 120)
 
-    # The zombie applied 0-39 when it was assigned; the owner went on from there to 159.
+    # The zombie was placed while the window had nothing; the owner applied from the start
+    # since. The zombie's first batch still expects nothing.
+    owned_up_to = owner.shell.batch.applied[0]
+    assert owned_up_to is not None
     zombie.shell.step()
     assert zombie.shell.stats.refused_batches == 1
-    assert zombie.shell.batch.applied == {0: 159}
-    assert zombie.consumer.seeks == [(0, 160)]
-    assert zombie.writer.apply_calls == 2
+    assert zombie.shell.batch.applied == {0: owned_up_to}
+    assert zombie.consumer.seeks[-1] == (0, owned_up_to + 1), "rewound to where the window is"
 
     zombie.drain(stream.logs)  # the owner has gone: the zombie goes on from the window
     assert_exact(client, stream)
@@ -327,20 +327,23 @@ def test_a_rewind_the_consumer_refuses_is_retried_while_the_partition_is_ours(
     owner = Worker(client, stream.logs, clock)
     owner.consumer.rebalance(assign=[0])
     owner.run_until(lambda: owner.shell.stats.messages >= 120)
+    target = owner.shell.batch.applied[0] + 1  # type: ignore[operator]
 
     zombie.consumer.seek_errors.append(KafkaException(KafkaError(KafkaError._STATE)))
     with caplog.at_level(logging.WARNING):
         zombie.shell.step()
-    assert "could not rewind partition 0 to offset 160" in caplog.text
+    assert f"could not rewind partition 0 to offset {target}" in caplog.text
     assert zombie.consumer.paused == {0}, "nothing is consumed from the wrong position"
     assert zombie.shell.batch.waiting
 
     zombie.drain(stream.logs)
-    assert zombie.consumer.seeks[0] == (0, 160)
+    assert (0, target) in zombie.consumer.seeks
     assert_exact(client, stream)
 
 
-def test_assignment_waits_for_redis_without_polling(client: redis.Redis, clock: FakeClock) -> None:
+def test_assignment_returns_at_once_during_a_redis_outage_and_places_after_it(
+    client: redis.Redis, clock: FakeClock
+) -> None:
     stream = make_stream()
     worker = Worker(client, stream.logs, clock)
     started = clock()
@@ -348,9 +351,15 @@ def test_assignment_waits_for_redis_without_polling(client: redis.Redis, clock: 
     worker.consumer.rebalance(assign=[0, 1])
     worker.shell.step()  # FakeConsumer fails any consume() from inside the callback
 
-    assert clock() - started >= 3.0
+    assert clock() - started < 3.0, "the rebalance callback made no Redis call"
     assert set(worker.consumer.positions) == {0, 1}
+    assert worker.consumer.paused == {0, 1}, "not consumed before they are placed"
+    polls = worker.consumer.consume_calls
+    worker.run_until(lambda: clock() - started >= 3.0)
+    assert worker.consumer.consume_calls - polls >= 3.0 / 0.5 - 1, "polled: still a member"
+    assert window_counts(client) == (0, 0)
     worker.drain(stream.logs)
+    assert worker.consumer.paused == set()
     assert_exact(client, stream)
 
 
@@ -360,7 +369,7 @@ def test_a_redis_error_that_will_not_heal_exits_fatally_with_one_error_line(
     stream = make_stream(partitions=1, count=40)
     worker = Worker(client, stream.logs, clock)
     worker.consumer.rebalance(assign=[0])
-    worker.shell.step()
+    worker.run_until(lambda: worker.shell.stats.batches == 1)
     worker.writer.fail_for(1e9, NoPermissionError("user has no permissions", status_code="NOPERM"))
     stream.logs[0].extend(stream.logs[0][:5])
 
@@ -373,7 +382,7 @@ def test_a_redis_error_that_will_not_heal_exits_fatally_with_one_error_line(
     assert "NOPERM" in errors[0].getMessage()
     assert "ACL SETUSER" in errors[0].getMessage()
     assert worker.consumer.closed
-    assert worker.consumer.committed == {0: 40}, "the five later messages are not committed"
+    assert worker.consumer.commits == {0: 40}, "the five later messages are not committed"
     assert window_counts(client) == (stream.valid, len(stream.invalid))
 
 
@@ -433,8 +442,14 @@ def test_writes_lost_after_the_last_batch_are_found_and_read_again(
     assert worker.letters() == Counter(dict.fromkeys(stream.invalid, 1)), "not sent again"
 
 
-def test_a_partition_the_window_lost_entirely_is_read_from_its_start(
-    client: redis.Redis, clock: FakeClock
+def window_from(stream: Stream, start: int) -> tuple[int, int]:
+    """(valid, invalid) of partition 0's messages from offset ``start`` on."""
+    invalid = sum(1 for p, o in stream.invalid if p == 0 and o >= start)
+    return len(stream.logs[0]) - start - invalid, invalid
+
+
+def test_a_partition_the_window_lost_entirely_is_not_replayed_into_the_current_window(
+    client: redis.Redis, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     stream = make_stream(partitions=1, count=100)
     worker = Worker(client, stream.logs, clock)
@@ -442,25 +457,32 @@ def test_a_partition_the_window_lost_entirely_is_read_from_its_start(
     worker.drain(stream.logs)
     client.flushall()  # a replica that had none of it
 
-    idle(worker, AUDIT_SECONDS + 1)
+    with caplog.at_level(logging.ERROR):
+        idle(worker, AUDIT_SECONDS + 1)
+    assert "the window holds no offset of it, though this worker applied up to 99" in caplog.text
+    assert (0, 100) in worker.consumer.seeks, "on from Kafka's committed offset"
+    assert (0, OFFSET_BEGINNING) not in worker.consumer.seeks[1:], "the retention not replayed"
+    stream.logs[0].extend(make_stream(partitions=1, count=30).logs[0])
     worker.drain(stream.logs)
-    assert (0, OFFSET_BEGINNING) in worker.consumer.seeks
-    assert_exact(client, stream)
+    assert window_counts(client) == (27, 3), "exactly what came after"
+    assert worker.shell.batch.applied == {0: 129}
 
 
-def test_a_batch_refused_by_a_window_that_lost_the_partition_rereads_it_from_its_start(
+def test_a_batch_refused_by_a_window_that_lost_the_partition_goes_on_from_the_batch(
     client: redis.Redis, clock: FakeClock
 ) -> None:
     stream = make_stream(partitions=1, count=100)
     worker = Worker(client, stream.logs, clock)
     worker.consumer.rebalance(assign=[0])
     worker.run_until(lambda: worker.shell.stats.messages >= 60)
+    applied = worker.shell.batch.applied[0]
+    assert applied is not None
     client.flushall()  # promoted: a replica that had none of it
 
-    worker.drain(stream.logs)  # the next batch is refused before any audit is due
+    worker.drain(stream.logs)  # the next batch is refused before any offset check is due
     assert worker.shell.stats.refused_batches == 1
-    assert worker.consumer.seeks[0] == (0, OFFSET_BEGINNING)
-    assert_exact(client, stream)
+    assert worker.consumer.seeks[-1] == (0, applied + 1)
+    assert window_counts(client) == window_from(stream, applied + 1)
 
 
 def test_the_audit_leaves_a_partition_another_worker_moved_on_to_the_compare_and_set(
@@ -476,14 +498,15 @@ def test_the_audit_leaves_a_partition_another_worker_moved_on_to_the_compare_and
     owner = Worker(client, stream.logs, clock)
     owner.consumer.rebalance(assign=[0])
     owner.drain(stream.logs)
+    seeks = list(zombie.consumer.seeks)
 
     idle(zombie, AUDIT_SECONDS + 1)
-    assert zombie.consumer.seeks == [], "ahead of us is not lost: not ours to rewind"
+    assert zombie.consumer.seeks == seeks, "ahead of us is not lost: not ours to rewind"
     assert zombie.shell.batch.applied == stalled_at
     assert_exact(client, stream)
 
 
-def test_a_fatal_refusal_inside_the_rebalance_callback_is_raised_from_the_loop(
+def test_a_fatal_refusal_while_placing_partitions_is_raised_from_the_loop(
     client: redis.Redis, clock: FakeClock
 ) -> None:
     stream = make_stream()
@@ -493,7 +516,8 @@ def test_a_fatal_refusal_inside_the_rebalance_callback_is_raised_from_the_loop(
 
     with pytest.raises(FatalRedisError, match="read applied offsets"):
         worker.shell.step()
-    assert worker.consumer.positions == {}, "nothing assigned, nothing consumed"
+    assert worker.consumer.paused == {0, 1}, "nothing consumed"
+    assert window_counts(client) == (0, 0)
 
 
 def test_the_field_limit_of_the_settings_reaches_the_fold(
@@ -507,7 +531,7 @@ def test_the_field_limit_of_the_settings_reaches_the_fold(
     settings = dataclasses.replace(SETTINGS, max_field_bytes=8)
     shell = ConsumerShell(
         settings, consumer, producer, FlakyWriter(client, clock, LAYOUT, TOPIC),
-        threading.Event(), clock=clock, sleep=clock.advance,
+        threading.Event(), clock=clock,
     )  # fmt: skip
     shell.subscribe()
     consumer.rebalance(assign=[0])
