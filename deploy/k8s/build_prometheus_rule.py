@@ -1,4 +1,4 @@
-"""Builds deploy/k8s/prometheus-rule.yaml (a Prometheus Operator PrometheusRule) from
+"""Builds deploy/k8s/components/prometheus-rule/prometheus-rule.yaml (a PrometheusRule) from
 deploy/prometheus/alerts.yml, so that Kubernetes and plain Prometheus load the same rules.
 
     python deploy/k8s/build_prometheus_rule.py           # write prometheus-rule.yaml
@@ -14,7 +14,7 @@ from pathlib import Path
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent
 ALERTS_PATH = DEPLOY_DIR / "prometheus" / "alerts.yml"
-RULE_PATH = DEPLOY_DIR / "k8s" / "prometheus-rule.yaml"
+RULE_PATH = DEPLOY_DIR / "k8s" / "components" / "prometheus-rule" / "prometheus-rule.yaml"
 
 HEADER = """\
 # GENERATED from deploy/prometheus/alerts.yml by deploy/k8s/build_prometheus_rule.py: do not
@@ -25,7 +25,10 @@ metadata:
   name: loginmetrics
   labels:
     app.kubernetes.io/name: loginmetrics
+    app.kubernetes.io/instance: loginmetrics
+    app.kubernetes.io/component: monitoring
     app.kubernetes.io/part-of: loginmetrics
+    app.kubernetes.io/managed-by: kustomize
 spec:
 """
 
