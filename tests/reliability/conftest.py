@@ -163,6 +163,7 @@ class PrivateKafka:
     def __init__(self, state: Path) -> None:
         self.port = free_port()
         self.bootstrap = f"{LOOPBACK}:{self.port}"
+        self._state = state
         self._env = {
             "KAFKA_PORT": str(self.port),
             "KAFKA_CONTROLLER_PORT": str(free_port()),
@@ -176,6 +177,20 @@ class PrivateKafka:
     def stop(self) -> None:
         """SIGTERM and wait: a controlled shutdown, every acknowledged message on disk."""
         _stack("kafka.sh", "stop", self._env)
+
+    @property
+    def pid(self) -> int:
+        return int((self._state / "kafka.pid").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed broker: no controlled shutdown. What it acknowledged is in the
+        page cache, so a ``start()`` finds it (after recovering its logs)."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{pid}").exists():
+            assert time.monotonic() < deadline, "the broker did not die"
+            time.sleep(0.05)
 
     def create_topic(self, name: str, partitions: int) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})

@@ -4,6 +4,7 @@ their ground truth are ``tests.support``'s."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import re
@@ -33,7 +34,7 @@ class Feeder:
 
     The producer is idempotent, so a broker outage neither loses nor duplicates a message in the
     input topic: the ground truth stays exact whatever the test does to the broker. ``config``
-    adds librdkafka settings (e.g. SASL).
+    adds librdkafka settings (e.g. SASL). ``pause()`` makes the stream idle until ``resume()``.
     """
 
     def __init__(
@@ -59,8 +60,12 @@ class Feeder:
         self._messages = messages
         self._rate = rate
         self._stop = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
         self.sources: list[Source | None] = [None] * len(messages)
+        # Wall-clock time (time.time()) each message was handed to the producer, in order.
+        self.produced_at: list[float] = []
         self.errors: list[str] = []
         self.produced = 0
         self.finished = threading.Event()
@@ -84,6 +89,11 @@ class Feeder:
     def _run(self) -> None:
         started = time.monotonic()
         for index, message in enumerate(self._messages):
+            if not self._flowing.is_set():
+                idle_from = time.monotonic()
+                while not self._flowing.is_set() and not self._stop.is_set():
+                    self._producer.poll(0.05)  # delivery reports keep coming while idle
+                started += time.monotonic() - idle_from  # the pace goes on, no catch-up burst
             if self._stop.is_set():
                 break
             if self._rate is not None:
@@ -92,6 +102,7 @@ class Feeder:
                         break
                 if self._stop.is_set():
                     break
+            self.produced_at.append(time.time())
             while True:
                 try:
                     self._producer.produce(
@@ -115,6 +126,18 @@ class Feeder:
         assert self._producer.flush(timeout) == 0, "produced messages were never acknowledged"
         assert not self.errors, f"messages not delivered: {self.errors[:5]}"
         return self.produced
+
+    def pause(self) -> None:
+        """Produce nothing until ``resume()``: the stream goes idle."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def produced_by(self, moment: float) -> int:
+        """How many messages were handed to the producer up to wall-clock time ``moment``: no
+        reader of the topic can have seen more by then."""
+        return bisect.bisect_right(self.produced_at, moment)
 
     def wait_finished(self, timeout: float) -> None:
         assert self.finished.wait(timeout), f"feeder produced only {self.produced} in {timeout} s"
