@@ -102,3 +102,27 @@ class AggregatorLease:
         if code == 1:
             return Claim(ClaimStatus.CLAIMED, previous=previous)
         return Claim(ClaimStatus.ALREADY_EMITTED, previous=previous)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """The lease as an operator sees it (``loginmetrics status``): read only, no token needed."""
+
+    holder: str | None  # token of the leading aggregator (host:pid:random), None: nobody
+    expires_in_seconds: float | None  # until the lease lapses unless renewed
+    last_emitted: int | None  # end (epoch seconds) of the newest window emitted
+
+
+def read_lease(client: redis.Redis, layout: WindowLayout) -> LeaseState:
+    """The leader, its lease and the last window end emitted, in one round trip."""
+    pipe = client.pipeline(transaction=True)
+    pipe.get(layout.aggregator_lease_key)
+    pipe.pttl(layout.aggregator_lease_key)
+    pipe.get(layout.last_emitted_key)
+    holder, ttl_ms, last = pipe.execute()
+    emitted = _text(last)
+    return LeaseState(
+        holder=_text(holder),
+        expires_in_seconds=int(ttl_ms) / 1000 if holder is not None and int(ttl_ms) >= 0 else None,
+        last_emitted=None if emitted is None else int(emitted),
+    )

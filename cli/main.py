@@ -8,8 +8,10 @@ from loginmetrics.cli.aggregate_command import aggregate
 from loginmetrics.cli.generate_command import generate
 from loginmetrics.cli.health_command import health
 from loginmetrics.cli.logs import LogSettings
+from loginmetrics.cli.offsets_command import offsets
 from loginmetrics.cli.print_command import print_messages
 from loginmetrics.cli.run_command import run
+from loginmetrics.cli.status_command import status
 from loginmetrics.cli.topics_command import topics
 from loginmetrics.cli.worker_command import worker
 
@@ -62,6 +64,8 @@ cli.add_command(run)
 cli.add_command(aggregate)
 cli.add_command(topics)
 cli.add_command(health)
+cli.add_command(status)
+cli.add_command(offsets)
 
 
 def main() -> None:
