@@ -9,6 +9,7 @@ import os
 from collections import Counter as Tally
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 
 import redis
 from prometheus_client import (
@@ -19,9 +20,9 @@ from prometheus_client import (
     disable_created_metrics,
     values,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from loginmetrics.runtime.metrics_files import PoolFilesCollector, archive_dead_process
 from loginmetrics.runtime.redis_errors import NOT_NOW_CODES, error_code
 
 # Set in a pool's environment (by the supervisor, before spawning): the private directory where
@@ -277,9 +278,10 @@ def pool_metrics_served() -> bool:
 
 
 def pool_registry(path: str) -> CollectorRegistry:
-    """A registry with the figures of every process that kept them in ``path``."""
+    """A registry with the figures of every process that kept them in ``path`` (the archive of
+    the exited ones included)."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(PoolFilesCollector(Path(path)))
     return registry
 
 
@@ -294,5 +296,6 @@ def process_registry(*collectors: Collector) -> CollectorRegistry:
 
 
 def process_exited(pid: int, path: str) -> None:
-    """Forget the live gauges of a pool process that exited (its counters stay summed)."""
-    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    """Forget the gauges of a pool process that exited; its counters and histograms stay summed,
+    in the pool's archive, and its files are gone."""
+    archive_dead_process(Path(path), pid)
