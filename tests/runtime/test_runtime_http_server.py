@@ -14,13 +14,16 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
+from loginmetrics.cli.main import cli
 from loginmetrics.runtime import http_server
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.health import LocalHeartbeat
-from loginmetrics.runtime.http_probe import Probes, ProbeServer
+from loginmetrics.runtime.http_probe import Probes, ProbeServer, aggregator_monitoring
 from loginmetrics.runtime.metrics import AggregatorMetrics, process_registry
 from loginmetrics.runtime.process_metrics import process_collectors
+from loginmetrics.runtime.signals import EXIT_FATAL
 
 IDLE_CONNECTIONS = 500
 LOOPBACK = "127.0.0.1"
@@ -190,3 +193,46 @@ def _has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def test_metrics_address_binds_that_interface_only_and_serves_the_process_figures() -> None:
+    port = _free_port()
+    with aggregator_monitoring(port, "loginmetrics-aggregator", LOOPBACK) as probe:
+        probe.beat(True, "standing by")
+        status, body = get(port, "/metrics")
+        assert status == 200
+        assert 'loginmetrics_build_info{version="' in body
+        assert "process_resident_memory_bytes" in body
+        assert "loginmetrics_metric_events_total" in body
+        if _has_ipv6_loopback():
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("::1", port), timeout=2).close()
+
+
+def test_a_metrics_port_in_use_stops_the_process_with_one_error(
+    served: ProbeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        pytest.raises(SystemExit) as stopped,
+        aggregator_monitoring(served.port, "loginmetrics-aggregator", LOOPBACK),
+    ):
+        pass
+    assert stopped.value.code == EXIT_FATAL
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert f"cannot serve metrics on 127.0.0.1 port {served.port}" in errors[0]
+
+
+@pytest.mark.parametrize("command", ["worker", "aggregate", "run"])
+def test_every_serving_command_takes_metrics_address(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "--metrics-address" in result.output
+    assert "LOGINMETRICS_METRICS_ADDRESS" in result.output
+    assert "every interface, IPv4 and IPv6" in result.output
