@@ -3,19 +3,24 @@ says what to do when the broker or the topic is missing, and error reports that 
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import click
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from loginmetrics.runtime.clients import bootstrap_servers, kafka_error_logger
+from loginmetrics.cli.logs import CommandError
+from loginmetrics.runtime.clients import bootstrap_servers
+from loginmetrics.runtime.kafka_logging import (
+    KafkaReach,
+    LibrdkafkaLogger,
+    kafka_error_logger,
+    on_loopback,
+    split_servers,
+)
 
-STACK_HINT = "start it with `make stack-up`"
 CHECK_TIMEOUT_SECONDS = 15.0
 CREDENTIALS_HINT = (
     "check --sasl-username / KAFKA_SASL_USERNAME, the password in KAFKA_SASL_PASSWORD and "
@@ -36,33 +41,25 @@ class MetadataClient(Protocol):
     def poll(self, timeout: float = -1) -> Any: ...
 
 
-class LibrdkafkaLog:
-    """librdkafka's own log lines, at DEBUG: ``BrokerWatch`` reports what an operator must see,
-    once, instead of one line per reconnection attempt."""
-
-    def __init__(self) -> None:
-        self._logger = logging.getLogger("librdkafka")
-
-    def log(self, _level: int, message: str, *args: Any) -> None:
-        self._logger.debug(message, *args)
-
-
 class BrokerWatch:
     """librdkafka's ``error_cb``: remembers whether every broker is down or refused our
     credentials, and once the command has started reports errors as ``kafka_error_logger``
     does (each kind at most once per interval)."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, reach: KafkaReach | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
+        # Every bootstrap broker is down and none of their addresses answers: librdkafka says
+        # "1/1 brokers are down" as soon as the first address of localhost (::1) refuses.
         self.all_brokers_down = False
         # The broker's reason for refusing our login, once it has (librdkafka keeps retrying).
         self.authentication_failure: str | None = None
         self.started = False
+        self._reach = reach if reach is not None else KafkaReach(bootstrap_servers)
         # After the start: the long-running processes' reporter (each kind once per interval).
-        self._report = kafka_error_logger(bootstrap_servers)
+        self._report = kafka_error_logger(bootstrap_servers, reach=self._reach)
 
     def __call__(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and not self._reach.answers(error.str()):
             self.all_brokers_down = True
         if error.code() == KafkaError._AUTHENTICATION:
             self.authentication_failure = authentication_reason(error.str())
@@ -70,20 +67,21 @@ class BrokerWatch:
             self._report(error)
 
     def client_config(self) -> dict[str, Any]:
-        return {"error_cb": self, "logger": LibrdkafkaLog()}
+        return {"error_cb": self, "logger": LibrdkafkaLogger()}
 
-    def unreachable(self, detail: str) -> click.ClickException:
+    def unreachable(self, detail: str) -> CommandError:
         """Why the broker cannot be used: it refused our credentials when librdkafka said so
         (a refused login looks like a transport failure to the request that gave up), else it
         is not reachable."""
         if self.authentication_failure is not None:
-            return click.ClickException(
+            return CommandError(
                 f"Kafka at {self.bootstrap_servers}: SASL authentication failed "
                 f"({self.authentication_failure}) — {CREDENTIALS_HINT}"
             )
-        return click.ClickException(
-            f"Kafka at {self.bootstrap_servers} not reachable ({detail}) — {STACK_HINT}, "
-            "or point --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS at your broker"
+        where = "--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS"
+        return CommandError(
+            f"Kafka at {self.bootstrap_servers} not reachable ({detail}) — "
+            + stack_hint(kafka_hosts(self.bootstrap_servers), f"{where} at your broker")
         )
 
 
@@ -93,7 +91,7 @@ def topic_partitions(
     watch: BrokerWatch,
     timeout: float = CHECK_TIMEOUT_SECONDS,
 ) -> list[int]:
-    """The partition ids of ``topic``; a ``ClickException`` saying what to do when the broker
+    """The partition ids of ``topic``; a ``CommandError`` saying what to do when the broker
     does not answer or the topic does not exist."""
     deadline = time.monotonic() + timeout
     while True:
@@ -113,9 +111,9 @@ def topic_partitions(
     found = metadata.topics.get(topic)
     error = None if found is None else found.error
     if found is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
-        raise click.ClickException(missing_topic_message(topic, watch.bootstrap_servers))
+        raise CommandError(missing_topic_message(topic, watch.bootstrap_servers))
     if error is not None:
-        raise click.ClickException(f"cannot use topic {topic!r}: {error.str()}")
+        raise CommandError(f"cannot use topic {topic!r}: {error.str()}")
     return sorted(found.partitions)
 
 
@@ -124,12 +122,27 @@ def authentication_reason(error: str) -> str:
     return _AUTHENTICATION_NOISE.sub("", error) or error
 
 
+def kafka_hosts(bootstrap_servers: str) -> list[str]:
+    return [host for host, _port in split_servers(bootstrap_servers)]
+
+
+def stack_hint(hosts: list[str], elsewhere: str) -> str:
+    """What to do about a server that does not answer: start the local stack when the server
+    is meant to be on this machine, else point the option at the right one."""
+    if on_loopback(hosts):
+        return f"start it with `make stack-up`, or point {elsewhere}"
+    return f"check that it runs, or point {elsewhere}"
+
+
 def missing_topic_message(topic: str, bootstrap_servers: str) -> str:
+    missing = f"topic {topic!r} does not exist on Kafka at {bootstrap_servers}"
+    create = f"kafka-topics.sh --create --topic {topic} --bootstrap-server {bootstrap_servers}"
+    if not on_loopback(kafka_hosts(bootstrap_servers)):
+        return f"{missing}: create it with {create}"
     return (
-        f"topic {topic!r} does not exist on Kafka at {bootstrap_servers}. "
+        f"{missing}. "
         "`make stack-up` creates user-login, metric-event and dead-letter-queue on the local "
-        "broker; elsewhere create it with kafka-topics.sh --create --topic "
-        f"{topic} --bootstrap-server {bootstrap_servers}"
+        f"broker; elsewhere create it with {create}"
     )
 
 

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
+
+import click
 
 from loginmetrics.runtime.metrics import LogEventCounter
 
@@ -19,6 +21,9 @@ _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "ascti
 # line of defence skips it.
 MIN_REDACTED_CHARS = 4
 REDACTED = "***"
+
+# The log format this process was configured with ("text" until LogSettings.configure runs).
+_log_format = "text"
 
 # The secret values this process was configured with (passwords, keys, tokens).
 _secrets: set[str] = set()
@@ -121,6 +126,8 @@ class LogSettings:
 
     def configure(self) -> None:
         """Configure the root logger of this process (picklable: children call it after spawn)."""
+        global _log_format
+        _log_format = self.format
         register_secrets(self.secrets)
         handler = logging.StreamHandler(sys.stderr)
         if self.format == "json":
@@ -138,3 +145,15 @@ class LogSettings:
         root = logging.getLogger()
         root.handlers[:] = [handler, LogEventCounter()]
         root.setLevel(self.level.upper())
+
+
+class CommandError(click.ClickException):
+    """Why a command cannot go on (a broker not reachable at the start, a topic missing):
+    click's ``Error: ...`` line in text logs, one ERROR log line in ``--log-format json``, so
+    that a log pipeline parses a failed start too."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if _log_format != "json":
+            super().show(file)
+            return
+        logging.getLogger("loginmetrics.cli").error("%s", self.format_message())

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-import click
 import redis
 
-from loginmetrics.cli.broker import STACK_HINT
+from loginmetrics.cli.broker import stack_hint
 from loginmetrics.cli.config import redact_url
+from loginmetrics.cli.logs import CommandError
 from loginmetrics.runtime.clients import SentinelConfig, redis_client
 
 logger = logging.getLogger(__name__)
@@ -33,14 +34,19 @@ def require_redis(url: str, sentinel: SentinelConfig | None = None) -> None:
         client.ping()
         warn_unless_durable(client, where)
     except redis.AuthenticationError as exc:
-        raise click.ClickException(
+        raise CommandError(
             f"Redis at {where} refused the credentials: check the password in "
             "--redis-url / REDIS_URL"
         ) from exc
     except redis.RedisError as exc:
-        raise click.ClickException(
-            f"Redis at {where} not reachable ({type(exc).__name__}) — {STACK_HINT}, "
-            "or point --redis-url / REDIS_URL (or --redis-sentinel) at your server"
+        hosts = (
+            [urlsplit(url).hostname or "localhost"]
+            if sentinel is None
+            else [host for host, _port in sentinel.addresses]
+        )
+        raise CommandError(
+            f"Redis at {where} not reachable ({type(exc).__name__}) — "
+            + stack_hint(hosts, "--redis-url / REDIS_URL (or --redis-sentinel) at your server")
         ) from exc
     finally:
         client.close()

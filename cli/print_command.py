@@ -20,6 +20,7 @@ from loginmetrics.cli.broker import (
     topic_partitions,
 )
 from loginmetrics.cli.config import describe_kafka
+from loginmetrics.cli.logs import CommandError
 from loginmetrics.runtime.clients import bootstrap_servers
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def _print_loop(
                 show(message)
                 printed += 1
             elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise click.ClickException(missing_topic_message(topic, bootstrap))
+                raise CommandError(missing_topic_message(topic, bootstrap))
             elif error.code() != KafkaError._PARTITION_EOF:
                 logger.warning("Kafka: %s", error.str())
         if batch:

@@ -5,19 +5,18 @@ Every process builds its own clients (never across a fork or spawn)."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from confluent_kafka import KafkaError
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.runtime.kafka_logging import LibrdkafkaLogger, kafka_error_logger
 
 logger = logging.getLogger(__name__)
 
@@ -98,55 +97,14 @@ def bootstrap_servers(kafka: Mapping[str, Any]) -> str:
     return str(kafka.get("bootstrap.servers", "?"))
 
 
-# librdkafka reports a lasting problem (a broker down, a refused login) on every retry, several
-# times a second: one line per kind of problem in this long is enough for an operator.
-KAFKA_ERROR_REPORT_SECONDS = 10.0
-
-
-def kafka_error_logger(
-    bootstrap: str, clock: Callable[[], float] = time.monotonic
-) -> Callable[[KafkaError], None]:
-    """librdkafka's ``error_cb``, worded for an operator, each kind of error at most once per
-    ``KAFKA_ERROR_REPORT_SECONDS`` (the lines in between are counted in the next one)."""
-    last_report: dict[int, float] = {}
-    suppressed: dict[int, int] = {}
-
-    def log_error(error: KafkaError) -> None:
-        code = error.code()
-        now = clock()
-        if now - last_report.get(code, -KAFKA_ERROR_REPORT_SECONDS) < KAFKA_ERROR_REPORT_SECONDS:
-            suppressed[code] = suppressed.get(code, 0) + 1
-            return
-        last_report[code] = now
-        again = suppressed.pop(code, 0)
-        repeated = f" (and {again} more times since the last report)" if again else ""
-        if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-            logger.error(
-                "Kafka at %s not reachable (%s)%s; is the broker running? Locally: `make stack-up`",
-                bootstrap,
-                error.str(),
-                repeated,
-            )
-        elif code == KafkaError._AUTHENTICATION:
-            logger.error(
-                "Kafka at %s refused the login (%s)%s; check the SASL user, password and "
-                "mechanism (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SASL_MECHANISM)",
-                bootstrap,
-                error.str(),
-                repeated,
-            )
-        else:
-            logger.error("Kafka error: %s%s", error.str(), repeated)
-
-    return log_error
-
-
 def kafka_client_config(
     config: Mapping[str, Any], kafka: Mapping[str, Any], client_id: str
 ) -> dict[str, Any]:
-    """``config`` with this process's client id and an operator-worded error callback."""
+    """``config`` with this process's client id, an operator-worded error callback and
+    librdkafka's own log lines routed through Python logging (never raw to stderr)."""
     return {
         **config,
         "client.id": client_id,
         "error_cb": kafka_error_logger(bootstrap_servers(kafka)),
+        "logger": LibrdkafkaLogger(),
     }

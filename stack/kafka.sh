@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs local Apache Kafka (KRaft, combined broker + controller nodes) from the jars
-# stack/pom.xml pins. By default one node (id 1): PLAINTEXT on 127.0.0.1:9092, controller on
-# 127.0.0.1:9093, state (data, logs, pid, generated config) in .stack/kafka/.
+# stack/pom.xml pins. By default one node (id 1): PLAINTEXT on 127.0.0.1:9092 and [::1]:9092,
+# controller on 127.0.0.1:9093, state (data, logs, pid, generated config) in .stack/kafka/.
+# Both loopback families, because the default bootstrap is localhost:9092 and a stock Debian or
+# Docker /etc/hosts resolves localhost to ::1 first: a broker on 127.0.0.1 alone makes every
+# client's first connection fail (IPv6 off on this machine: 127.0.0.1 alone).
 # KAFKA_NODES=3 runs a cluster of three nodes (ids 1..3, a 3-voter controller quorum): node i
 # listens on KAFKA_PORT+i-1 and controller port KAFKA_CONTROLLER_PORT+i-1 (default: the ports
 # right after the nodes' own, 9095..9097), with its state in $KAFKA_STATE_DIR/node-<i>/.
@@ -149,6 +152,11 @@ ensure_jars() {
     fi
 }
 
+# Whether ::1 is configured on this machine (no IPv6 at all: Kafka could not bind it).
+ipv6_loopback() {
+    grep -qs '^0\{31\}1 ' /proc/net/if_inet6
+}
+
 write_config() {
     mkdir -p "$STATE/data" "$STATE/logs"
     local client=PLAINTEXT
@@ -156,6 +164,17 @@ write_config() {
         client=SASL_PLAINTEXT
         : >"$CONFIG"
         chmod 600 "$CONFIG"  # it holds the admin password
+    fi
+    # The same port on ::1 needs a listener name of its own (Kafka allows one port twice only
+    # for an IPv4 and an IPv6 listener); it advertises [::1], so a client that came in over
+    # IPv6 stays on it. The nodes talk to each other over the IPv4 listener.
+    local listeners="$client://127.0.0.1:$PORT" advertised="$client://127.0.0.1:$PORT"
+    local protocols="CONTROLLER:PLAINTEXT,$client:$client" client6=""
+    if ipv6_loopback; then
+        client6="${client}_IPV6"
+        listeners+=",$client6://[::1]:$PORT"
+        advertised+=",$client6://[::1]:$PORT"
+        protocols+=",$client6:$client"
     fi
     # Internal topics (consumer offsets, transactions) get up to 3 replicas and survive the loss
     # of one node; a single node keeps one replica, and consumer groups start at once.
@@ -166,11 +185,11 @@ write_config() {
 process.roles=broker,controller
 node.id=$NODE
 controller.quorum.bootstrap.servers=$(controller_endpoints)
-listeners=$client://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=$client://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=$advertised,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=$client
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,$client:$client
+listener.security.protocol.map=$protocols
 log.dirs=$STATE/data
 num.partitions=4
 auto.create.topics.enable=false
@@ -196,6 +215,9 @@ sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$jaas
 PROPS
+        if [[ -n "$client6" ]]; then
+            echo "listener.name.${client6,,}.scram-sha-512.sasl.jaas.config=$jaas" >>"$CONFIG"
+        fi
     fi
     cat >"$LOG4J_CONFIG" <<XML
 <?xml version="1.0" encoding="UTF-8"?>
@@ -400,7 +422,7 @@ await() {
         sleep 0.5
     done
     if [[ -n "$pid" ]]; then
-        log "ready on 127.0.0.1:$PORT (pid $pid)"
+        log "ready on 127.0.0.1:$PORT$(ipv6_loopback && echo " and [::1]:$PORT") (pid $pid)"
     else
         log "already answering on 127.0.0.1:$PORT"
     fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs Debian's redis-server on 127.0.0.1:6379 for local runs and tests: daemonized, durable
-# the way production must be (AOF, fsync every second, noeviction: the applied offsets and the
-# open buckets are state, not cache), pid/log/AOF in .stack/redis/. Installs redis-server with
-# apt if missing. REDIS_PORT and REDIS_STATE_DIR override the port and that directory, so tests
-# can run a private server of their own (and stop it) beside the shared one; REDIS_ARGS adds
-# server arguments (e.g. "--replicaof 127.0.0.1 6390" for a replica).
+# Runs Debian's redis-server on 127.0.0.1:6379 and [::1]:6379 (the default URL names localhost,
+# which a stock Debian or Docker /etc/hosts resolves to ::1 first) for local runs and tests:
+# daemonized, durable the way production must be (AOF, fsync every second, noeviction: the
+# applied offsets and the open buckets are state, not cache), pid/log/AOF in .stack/redis/.
+# Installs redis-server with apt if missing. REDIS_PORT and REDIS_STATE_DIR override the port
+# and that directory, so tests can run a private server of their own (and stop it) beside the
+# shared one; REDIS_ARGS adds server arguments (e.g. "--replicaof 127.0.0.1 6390" for a replica).
 #
 #   bash stack/redis.sh start   # idempotent; returns once PING answers
 #   bash stack/redis.sh stop    # stops the server this checkout started, waits for it to exit
@@ -50,7 +51,8 @@ start() {
     rm -f "$PID_FILE"
     # No RDB snapshots: the AOF alone restores every acknowledged write (but the last second's).
     # shellcheck disable=SC2086 # REDIS_ARGS is a list of arguments
-    redis-server --bind 127.0.0.1 --port "$PORT" --daemonize yes \
+    # "-::1": an optional address, skipped where IPv6 is off.
+    redis-server --bind 127.0.0.1 -::1 --port "$PORT" --daemonize yes \
         --pidfile "$PID_FILE" --logfile "$STATE/redis.log" --dir "$STATE" \
         --save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
         ${REDIS_ARGS:-}

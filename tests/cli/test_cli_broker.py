@@ -1,8 +1,10 @@
 """The Kafka startup check: a login the broker refuses is reported once, as an authentication
-failure with what to check, not as an unreachable broker."""
+failure with what to check, not as an unreachable broker; a broker is unreachable only when no
+address of it answers."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import click
@@ -10,6 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from loginmetrics.cli.broker import BrokerWatch, authentication_reason, topic_partitions
+from loginmetrics.runtime.kafka_logging import KafkaReach
 
 BOOTSTRAP = "127.0.0.1:9092"
 REFUSED = (
@@ -41,7 +44,8 @@ class FailingClient:
 def check(errors: list[KafkaError]) -> tuple[str, int]:
     """The startup check's message against a client that fails with ``errors``, and how many
     metadata requests it made."""
-    watch = BrokerWatch(BOOTSTRAP)
+    # No address of the broker answers (whatever runs on this machine).
+    watch = BrokerWatch(BOOTSTRAP, KafkaReach(BOOTSTRAP, resolve=lambda _host, _port: []))
     client = FailingClient(watch, errors)
     with pytest.raises(click.ClickException) as raised:
         topic_partitions(client, "user-login", watch)
@@ -95,3 +99,40 @@ def test_a_broker_that_is_down_is_still_reported_unreachable() -> None:
     assert "make stack-up" in message
     assert "authentication" not in message
     assert requests == 1
+
+
+class SlowClient(FailingClient):
+    """A client whose first metadata request fails (librdkafka tried ::1 first), the next
+    one answers."""
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        if self.requests == 0:
+            return super().list_topics(topic, timeout)
+        self.requests += 1
+        partitions = {0: object(), 1: object()}
+        found = type("Topic", (), {"error": None, "partitions": partitions})()
+        return type("Metadata", (), {"topics": {topic: found}})()
+
+
+def test_all_brokers_down_while_another_address_answers_is_waited_out() -> None:
+    # librdkafka says "1/1 brokers are down" as soon as localhost's ::1 refuses; 127.0.0.1
+    # answers (a listener of this test's, whatever this machine's hosts file says).
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        resolve = lambda _host, _port: [(socket.AF_INET, ("127.0.0.1", port))]  # noqa: E731
+        watch = BrokerWatch("localhost:9092", KafkaReach("localhost:9092", resolve=resolve))
+        down = KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down")
+        client = SlowClient(watch, [down])
+
+        assert topic_partitions(client, "user-login", watch) == [0, 1]
+    assert client.requests == 2
+
+
+def test_a_remote_broker_gets_no_local_stack_hint() -> None:
+    bootstrap = "kafka-1.example.internal:9092"
+    watch = BrokerWatch(bootstrap, KafkaReach(bootstrap, resolve=lambda _host, _port: []))
+    message = watch.unreachable("Failed to get metadata").message
+
+    assert message.startswith(f"Kafka at {bootstrap} not reachable")
+    assert "make stack-up" not in message
+    assert "KAFKA_BOOTSTRAP_SERVERS" in message

@@ -3,18 +3,16 @@ never retries behind our back."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-from confluent_kafka import KafkaError
 
 from loginmetrics.runtime.clients import (
     SentinelConfig,
-    kafka_error_logger,
+    kafka_client_config,
     parse_addresses,
     redis_client,
 )
 from loginmetrics.runtime.errors import ConfigError
+from loginmetrics.runtime.kafka_logging import LibrdkafkaLogger
 
 
 def test_sentinel_addresses_accept_names_ipv4_and_bracketed_ipv6() -> None:
@@ -56,19 +54,9 @@ def test_through_sentinel_the_url_gives_db_and_password_only() -> None:
     assert "host" not in pool.connection_kwargs
 
 
-def test_a_lasting_kafka_problem_is_reported_once_per_interval_with_a_count(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    now = [0.0]
-    log_error = kafka_error_logger("broker:9092", clock=lambda: now[0])
-    with caplog.at_level(logging.ERROR):
-        for _ in range(40):  # librdkafka retrying three times a second, for 13.6 s
-            log_error(KafkaError(KafkaError._AUTHENTICATION, "SASL authentication failed"))
-            log_error(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
-            now[0] += 0.34
-    lines = [record.getMessage() for record in caplog.records]
-    assert len(lines) == 4  # each kind at 0 s and again after 10 s
-    assert "refused the login" in lines[0]
-    assert "KAFKA_SASL_PASSWORD" in lines[0]
-    assert "not reachable" in lines[1]
-    assert "(and 29 more times since the last report)" in lines[2]
+def test_every_kafka_client_logs_through_python_logging() -> None:
+    config = kafka_client_config({"acks": "all"}, {"bootstrap.servers": "b:9092"}, "worker-1")
+    assert config["client.id"] == "worker-1"
+    assert config["acks"] == "all"
+    assert callable(config["error_cb"])
+    assert isinstance(config["logger"], LibrdkafkaLogger)
