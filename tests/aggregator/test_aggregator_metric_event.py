@@ -67,6 +67,22 @@ def test_window_size_is_the_sum_of_the_device_distribution() -> None:
     assert event.window_size == sum(event.device_distribution.values())
 
 
+def test_distinct_counts_never_exceed_the_valid_messages_they_count() -> None:
+    # The HyperLogLog estimate of 130 fresh users once came out at 131.
+    devices = {"android": 65, "iOS": 65}
+    event = build_metric_event(
+        totals(valid=130, active_users=131, unique_ips=132, devices=devices), BUILT_AT, 1
+    )
+
+    assert (event.window_size, event.active_users, event.unique_ips) == (130, 130, 130)
+
+
+def test_distinct_counts_under_the_window_size_are_kept() -> None:
+    event = build_metric_event(totals(valid=43, active_users=12, unique_ips=41), BUILT_AT, 1)
+
+    assert (event.active_users, event.unique_ips) == (12, 41)
+
+
 def test_distributions_list_the_largest_count_first() -> None:
     event = build_metric_event(totals(), BUILT_AT, 1)
     encoded = encode_metric_event(event).decode()
