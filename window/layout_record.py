@@ -14,9 +14,10 @@ from typing import Any
 
 import redis
 
+from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
-from loginmetrics.runtime.redis_errors import FatalRedisError, RedisFault, advice, classify
+from loginmetrics.runtime.redis_errors import FatalRedisError, judge
 from loginmetrics.runtime.signals import EXIT_FATAL
 from loginmetrics.window.layout import WindowLayout
 from loginmetrics.window.scripts import load_lua
@@ -28,8 +29,6 @@ _RECORD = load_lua("loginmetrics.window", "record_layout.lua")
 # Buckets are named by the Redis server clock when a batch is applied (apply_batch.lua): the
 # only time basis so far. Recorded so that an event-time window can be told apart later.
 PROCESSING_TIME = "processing"
-# Consecutive failures after which waiting for Redis is logged at ERROR instead of WARNING.
-LOUD_AFTER_FAILURES = 5
 
 # Fields of the record (a hash at WindowLayout.layout_key).
 PREFIX = "prefix"
@@ -233,23 +232,20 @@ def await_layout_agreement(
     ``FatalRedisError`` when Redis refuses in a way no retry can fix."""
     probe = probe or NoProbe()
     pause = wait or stop.wait
-    delays = (backoff or Backoff()).delays()
-    failures = 0
+    attempts = Attempts(backoff or Backoff())
     while not stop.is_set():
         try:
             recorded = record_layout(client, layout, role)
         except redis.RedisError as exc:
-            if classify(exc) is RedisFault.WILL_NOT_HEAL:
-                raise FatalRedisError(advice(exc, "record the window layout")) from exc
-            failures += 1
-            delay = next(delays)
+            judge(exc, "record the window layout")
+            delay = attempts.failed()
             logger.log(
-                logging.ERROR if failures >= LOUD_AFTER_FAILURES else logging.WARNING,
+                attempts.log_level,
                 "Redis unavailable (%s: %s) while recording the window layout; attempt %d "
                 "failed, retrying in %.1f s",
                 type(exc).__name__,
                 exc,
-                failures,
+                attempts.failures,
                 delay,
             )
             probe.beat(False, "waiting for Redis to check the window layout")
