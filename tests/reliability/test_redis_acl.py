@@ -1,7 +1,7 @@
 """Least-privilege Redis: the worker and the aggregator run as a user that may touch only the
-window's key prefix with only the commands they use (deploy/redis/loginmetrics.acl, the line the
-README documents); a user missing one of those permissions stops the worker with one clear
-error that names it, instead of a retry storm."""
+window's key prefix with only the commands they use (deploy/redis/loginmetrics.acl, the line
+docs/production.md documents); a user missing one of those permissions stops the worker with one
+clear error that names it, instead of a retry storm."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def acl_rules(prefix: str) -> list[str]:
     return [f"~{prefix}:*" if rule == "~loginmetrics:*" else rule for rule in replaced]
 
 
-def test_the_readme_documents_the_acl_line_the_tests_use() -> None:
+def test_the_docs_give_the_acl_line_the_tests_use() -> None:
     (line,) = [text for text in ACL_FILE.read_text().splitlines() if text.startswith("user ")]
     documented = "ACL SETUSER " + line.removeprefix("user ").replace(">CHANGE-ME", ">PASSWORD")
-    assert documented in (ROOT / "README.md").read_text()
+    assert documented in (ROOT / "docs" / "production.md").read_text()
 
 
 def create_user(server: PrivateRedis, name: str, rules: list[str]) -> str:
