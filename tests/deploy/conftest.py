@@ -38,6 +38,12 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
+def recording_rules() -> list[dict[str, Any]]:
+    """Every recording rule of alerts.yml, in file order."""
+    groups = load_yaml(ALERTS_FILE)["groups"]
+    return [rule for group in groups for rule in group["rules"] if "record" in rule]
+
+
 def dashboard() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
     return loaded

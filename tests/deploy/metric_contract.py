@@ -10,8 +10,9 @@ WORKER_JOB = "loginmetrics-worker"
 AGGREGATOR_JOB = "loginmetrics-aggregator"
 JOBS = (WORKER_JOB, AGGREGATOR_JOB)
 
-# Labels Prometheus adds to every scraped series, and the one a histogram's buckets carry.
-TARGET_LABELS = frozenset({"job", "instance"})
+# Labels Prometheus adds to every scraped series (namespace: the Prometheus Operator's, which
+# tells installs apart; absent elsewhere), and the one a histogram's buckets carry.
+TARGET_LABELS = frozenset({"job", "instance", "namespace"})
 BUCKET_LABEL = "le"
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -68,6 +69,14 @@ CONTRACT: tuple[Metric, ...] = (
     _metric("up", "gauge", (), *_BOTH),
 )
 
+# prometheus-client's process collector, which every role serves (a pool summed over its
+# processes); the dashboard's CPU and RSS panels read these. Their names are the standard ones,
+# not loginmetrics_*, so they stay out of CONTRACT's naming rules.
+PROCESS: tuple[Metric, ...] = (
+    _metric("process_cpu_seconds_total", "counter", (), *_BOTH),
+    _metric("process_resident_memory_bytes", "gauge", (), *_BOTH),
+)
+
 # Label values the rules and dashboard rely on.
 OUTCOMES = frozenset({"valid", "invalid"})
 BATCH_RESULTS = frozenset({"applied", "refused"})
@@ -75,4 +84,4 @@ BATCH_RESULTS = frozenset({"applied", "refused"})
 
 def by_series_name() -> dict[str, Metric]:
     """Every sample name a query may use, mapped to its metric."""
-    return {series: metric for metric in CONTRACT for series in metric.series_names}
+    return {series: metric for metric in CONTRACT + PROCESS for series in metric.series_names}

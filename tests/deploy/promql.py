@@ -15,7 +15,8 @@ _GROUPING = re.compile(
 )
 _RANGE = re.compile(r"\[[^\]]*\]")
 _TOKEN = re.compile(rf"(?<![\w$.:]){_IDENT}(?![\w:])(?!\s*\()")
-_NUMBER_SUFFIX = re.compile(r"(?<=\d)[a-zA-Z_]+")
+# A duration's unit after a number (5m), not the digits and letters inside a name (rate5m).
+_NUMBER_SUFFIX = re.compile(r"(?<![\w:])(\d+)[a-zA-Z_]+")
 _KEYWORDS = frozenset(
     {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
     | {"group_left", "group_right", "inf", "nan", "atan2"}
@@ -58,5 +59,5 @@ def metric_names(expr: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", " ", text)
     text = _GROUPING.sub(" ", text)
     text = _RANGE.sub(" ", text)
-    text = _NUMBER_SUFFIX.sub("", text)
+    text = _NUMBER_SUFFIX.sub(r"\1", text)
     return {token for token in _TOKEN.findall(text) if token.lower() not in _KEYWORDS}

@@ -1,11 +1,14 @@
-"""Every metric the alert rules and the dashboard read is in the contract (metric_contract.py),
-with labels it has and a job that exports it; the dashboard shows every contract metric."""
+"""Every metric the alert rules and the dashboard read is in the contract (metric_contract.py)
+or recorded by alerts.yml, with labels it has and a job that exports it; the dashboard shows
+every contract metric."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.deploy.conftest import alert_rules, dashboard_exprs
+from tests.deploy.conftest import alert_rules, dashboard_exprs, recording_rules
 from tests.deploy.metric_contract import (
     BUCKET_LABEL,
     CONTRACT,
@@ -21,6 +24,7 @@ ALL_LABELS = TARGET_LABELS | {BUCKET_LABEL} | {label for m in CONTRACT for label
 def queries() -> list[tuple[str, str]]:
     """(where, expr) for every alert rule and dashboard target."""
     rules = [(f"alert {rule['alert']}", rule["expr"]) for rule in alert_rules()]
+    rules += [(f"record {rule['record']}", rule["expr"]) for rule in recording_rules()]
     panels = [(f"dashboard query {i}", expr) for i, expr in enumerate(dashboard_exprs())]
     return rules + panels
 
@@ -30,16 +34,18 @@ QUERIES = queries()
 
 @pytest.mark.parametrize(("where", "expr"), QUERIES, ids=[where for where, _ in QUERIES])
 def test_query_reads_only_contract_metrics(where: str, expr: str) -> None:
-    known = by_series_name()
+    known = by_series_name().keys() | {rule["record"] for rule in recording_rules()}
     names = metric_names(expr)
     assert names, f"{where}: no metric found in {expr!r}"
-    assert names <= known.keys(), f"{where}: not in the contract: {sorted(names - known.keys())}"
+    assert names <= known, f"{where}: not in the contract: {sorted(names - known)}"
 
 
 @pytest.mark.parametrize(("where", "expr"), QUERIES, ids=[where for where, _ in QUERIES])
 def test_query_labels_exist_on_their_metrics(where: str, expr: str) -> None:
     known = by_series_name()
     for selector in selectors(expr):
+        if selector.metric not in known:
+            continue  # a recorded series: its labels are those of its rule's grouping
         metric = known[selector.metric]
         allowed = metric.labels | TARGET_LABELS
         if metric.kind == "histogram":
@@ -47,8 +53,12 @@ def test_query_labels_exist_on_their_metrics(where: str, expr: str) -> None:
         assert selector.matchers.keys() <= allowed, f"{where}: {selector}"
         operator, job = selector.matchers.get("job", ("=", None))
         if job is not None:
-            assert operator == "=", f"{where}: select jobs by name, not pattern"
-            assert job in metric.jobs, f"{where}: job {job} does not export {metric.name}"
+            # A role is picked by a pattern over job names (one per install): it must match
+            # the jobs that export the metric and no other role's.
+            assert operator == "=~", f"{where}: a fixed job name misses other installs"
+            exporting = {name for name in JOBS if re.fullmatch(job, name)}
+            assert exporting, f"{where}: job=~{job!r} matches no job"
+            assert exporting <= metric.jobs, f"{where}: job=~{job!r}"
     assert grouping_labels(expr) <= ALL_LABELS, f"{where}: {grouping_labels(expr) - ALL_LABELS}"
 
 

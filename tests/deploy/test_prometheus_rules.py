@@ -1,8 +1,10 @@
-"""The alert rules and the example Prometheus configuration load in promtool, and the rule unit
-tests (deploy/prometheus/alerts.test.yml) pass and cover every alert both ways."""
+"""The alert rules and the example Prometheus configuration load in promtool, the rule unit
+tests (deploy/prometheus/alerts.test.yml) pass and cover every alert both ways, and every alert
+links its runbook, waits before paging and tells installs apart."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from tests.deploy.conftest import (
     alert_rules,
     dashboard_exprs,
     load_yaml,
+    recording_rules,
 )
+from tests.deploy.promql import selectors
 
 PROMTOOL_TIMEOUT_S = 60
 
@@ -29,7 +33,7 @@ def run_promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_alert_rules_pass_promtool_check(promtool: str) -> None:
     result = run_promtool(promtool, "check", "rules", str(ALERTS_FILE))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+    assert f"SUCCESS: {len(alert_rules()) + len(recording_rules())} rules found" in result.stdout
 
 
 def test_alert_rule_unit_tests_pass(promtool: str) -> None:
@@ -73,3 +77,47 @@ def test_every_alert_says_how_bad_and_what_to_do() -> None:
         assert annotations["summary"].strip(), rule["alert"]
         # The description is the runbook: it names something to check or do.
         assert len(annotations["description"].split()) >= 15, rule["alert"]
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    # docs/operations.md has one section per alert, headed by the alert's name.
+    for rule in alert_rules():
+        anchor = rule["alert"].lower()
+        assert rule["annotations"]["runbook_url"] == f"docs/operations.md#{anchor}"
+
+
+def duration_seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+def test_critical_alerts_wait_before_paging() -> None:
+    critical = [rule for rule in alert_rules() if rule["labels"]["severity"] == "critical"]
+    assert {rule["alert"] for rule in critical} >= {"LoginMetricsNoMetricEvents"}
+    for rule in critical:
+        assert duration_seconds(rule.get("for", "0s")) >= 60, rule["alert"]
+
+
+def test_freshness_alert_reads_the_last_events_age() -> None:
+    [rule] = [r for r in alert_rules() if r["alert"] == "LoginMetricsNoMetricEvents"]
+    assert "metric_event_age_seconds" in rule["expr"]
+    assert duration_seconds(rule["for"]) >= 120
+
+
+def test_lag_alert_is_in_seconds_of_work() -> None:
+    [rule] = [r for r in alert_rules() if r["alert"] == "LoginMetricsConsumerLagHigh"]
+    assert "consumer_lag_seconds" in rule["expr"]
+    [record] = [r for r in recording_rules() if r["record"] in rule["expr"]]
+    assert "loginmetrics_messages:rate5m" in record["expr"]
+
+
+def test_no_rule_names_a_single_install_job() -> None:
+    # Two installs (two namespaces, or a namePrefix) must not be merged or missed: no rule
+    # selects one fixed job name; roles are picked by a pattern that a prefix keeps matching.
+    for rule in alert_rules() + recording_rules():
+        for selector in selectors(rule["expr"]):
+            operator, job = selector.matchers.get("job", ("=~", ".*"))
+            assert operator == "=~", rule
+            assert re.fullmatch(job, "blue-loginmetrics-worker") or re.fullmatch(
+                job, "blue-loginmetrics-aggregator"
+            ), rule
