@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole pipeline on the local stack: generator, 2 worker processes and the aggregator in
 # the background (logs in .stack/run/), live metric events in the foreground: a table on a
-# terminal, JSON lines when piped. Ctrl-C stops all of it. Expects the stack to be up and
-# `loginmetrics` on PATH (make run does both first).
+# terminal, JSON lines when piped. Ctrl-C stops all of it, even when the output is gone
+# (`make run 2>&1 | tee run.log`: the same Ctrl-C ends tee). Expects the stack to be up and
+# `loginmetrics` on PATH (make run does both first). RUN_DEMO_LOGS overrides the log directory.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOGS="$ROOT/.stack/run"
+LOGS="${RUN_DEMO_LOGS:-$ROOT/.stack/run}"
 STOP_TIMEOUT=20
 groups=()
 
@@ -20,9 +21,15 @@ start_background() {
     groups+=("$!")
 }
 
+# A message on stderr that cannot fail: the reader of our output may be gone.
+say() { echo "run-demo: $*" >&2 || true; }
+
 stop_all() {
     trap - EXIT INT TERM
-    echo "run-demo: stopping" >&2
+    # Stopping the parts must not depend on the output: with the pipe's reader gone, a write
+    # would kill this script (SIGPIPE) before it stopped them, and they would run on.
+    trap '' PIPE
+    say "stopping"
     local pgid
     for pgid in "${groups[@]}"; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
     local deadline=$((SECONDS + STOP_TIMEOUT))
@@ -31,7 +38,7 @@ stop_all() {
         kill -KILL -- "-$pgid" 2>/dev/null || true
     done
     wait || true
-    echo "run-demo: stopped" >&2
+    say "stopped"
 }
 trap stop_all EXIT
 # Ctrl-C is how a demo ends: a clean stop, not a failure.
@@ -41,8 +48,8 @@ mkdir -p "$LOGS"
 start_background worker loginmetrics worker --processes 2
 start_background aggregator loginmetrics aggregate
 start_background generator loginmetrics generate
-echo "run-demo: generator, 2 workers and aggregator running (logs in $LOGS)." >&2
-echo "run-demo: a metric event appears every emit interval (10 s by default); Ctrl-C stops." >&2
+say "generator, 2 workers and aggregator running (logs in $LOGS)."
+say "a metric event appears every emit interval (10 s by default); Ctrl-C stops."
 if [[ -t 1 ]]; then
     loginmetrics print --topic metric-event --table
 else
