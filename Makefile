@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 KAFKA_NODES ?= 1
 export KAFKA_NODES
 
-.PHONY: install prerequisites stack-up stack-down test lint run bench lock
+.PHONY: install prerequisites stack-up stack-down test unit lint run bench lock
 # Prerequisites run in order: the stack needs the installed package (loginmetrics topics).
 .NOTPARALLEL:
 
@@ -45,6 +45,11 @@ stack-down:
 # pytest exits 5 when it collected no tests; that is not a failure here.
 test: install prerequisites stack-up
 	$(PYTHON) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
+
+# The fast tier: every test that needs neither Kafka nor Redis (tests marked integration or
+# reliability are the ones that do), so no stack is started.
+unit: install
+	$(PYTHON) -m pytest -m "not integration and not reliability" $(PYTEST_ARGS)
 
 lint: install
 	$(PYTHON) -m ruff check .
