@@ -208,7 +208,9 @@ def test_no_kustomization_makes_or_lists_a_secret() -> None:
 
 def test_worker_runs_one_process_per_pod_and_leaves_the_count_to_the_autoscaler() -> None:
     worker = one("Deployment", WORKER)
-    assert container(worker)["command"] == ["loginmetrics", "worker", "--processes", "1"]
+    # args, not command: the image's ENTRYPOINT (tini, then loginmetrics) stays PID 1.
+    assert "command" not in container(worker)
+    assert container(worker)["args"] == ["worker", "--processes", "1"]
     assert "replicas" not in worker["spec"]
     # A surge pod could find no free partition, never get ready and stall the rollout.
     assert worker["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
@@ -228,7 +230,8 @@ def test_workers_spread_over_nodes_and_zones() -> None:
 
 def test_aggregator_runs_a_leader_and_a_standby() -> None:
     aggregator = one("Deployment", AGGREGATOR)
-    assert container(aggregator)["command"] == ["loginmetrics", "aggregate"]
+    assert "command" not in container(aggregator)
+    assert container(aggregator)["args"] == ["aggregate"]
     assert aggregator["spec"]["replicas"] == 2
     assert aggregator["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
