@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from loginmetrics.cli import options, render
 from loginmetrics.cli.broker import (
@@ -27,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 CONSUME_BATCH = 500
 POLL_SECONDS = 0.5
+WATERMARK_SECONDS = 10.0
 
 
 @click.command("print")
@@ -45,6 +53,28 @@ POLL_SECONDS = 0.5
     show_envvar=True,
     is_flag=True,
     help="Start at the oldest message of each partition instead of new messages only.",
+)
+@click.option(
+    "--partition",
+    "partitions",
+    envvar="LOGINMETRICS_PARTITION",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    multiple=True,
+    metavar="N",
+    show_default="every partition",
+    help="Read only this partition; repeat for several.",
+)
+@click.option(
+    "--offset",
+    envvar="LOGINMETRICS_OFFSET",
+    show_envvar=True,
+    type=int,
+    default=None,
+    metavar="N|-N",
+    show_default="new messages only",
+    help="Start at offset N of each partition read, or N messages before its end with -N "
+    "(--offset=-5: the last 5); kept within the offsets the partition still holds.",
 )
 @click.option(
     "--max-messages",
@@ -84,6 +114,8 @@ POLL_SECONDS = 0.5
 def print_messages(
     kafka: dict[str, str],
     topic: str,
+    partitions: tuple[int, ...],
+    offset: int | None,
     from_beginning: bool,
     max_messages: int | None,
     timeout: float | None,
@@ -102,8 +134,11 @@ def print_messages(
     Examples:
       loginmetrics print --table
       loginmetrics print --topic dead-letter-queue --from-beginning --max-messages 5
+      loginmetrics print --topic user-login --partition 2 --offset=-10 --max-messages 10
       loginmetrics print --topic user-login --timeout 5 | jq -r .locale | sort | uniq -c
     """
+    if from_beginning and offset is not None:
+        raise click.UsageError("--from-beginning and --offset both say where to start: give one")
     terminal = sys.stdout.isatty()
     show = _shower(pretty if pretty is not None else terminal, table, terminal)
     watch = BrokerWatch(bootstrap_servers(kafka))
@@ -119,14 +154,22 @@ def print_messages(
         }
     )
     try:
-        partitions = topic_partitions(consumer, topic, watch)
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in partitions])
+        read = chosen_partitions(topic_partitions(consumer, topic, watch), partitions, topic)
+        if offset is not None:
+            starts = [
+                TopicPartition(topic, p, offset_from(consumer, topic, p, offset)) for p in read
+            ]
+            where = ", ".join(f"{tp.partition}@{tp.offset}" for tp in starts)
+        else:
+            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+            starts = [TopicPartition(topic, p, start) for p in read]
+            where = "from the beginning" if from_beginning else "new messages"
+        consumer.assign(starts)
         logger.info(
             "printing %s (partitions %s, %s, no consumer group); Kafka: %s",
             topic,
-            ",".join(map(str, partitions)),
-            "from the beginning" if from_beginning else "new messages",
+            ",".join(map(str, read)),
+            where,
             describe_kafka(kafka),
         )
         _print_loop(consumer, topic, watch.bootstrap_servers, show, max_messages, timeout)
@@ -138,6 +181,39 @@ def print_messages(
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         consumer.close()
+
+
+def chosen_partitions(existing: list[int], wanted: tuple[int, ...], topic: str) -> list[int]:
+    """The partitions to read: ``wanted`` (all when empty), each of which must exist."""
+    if not wanted:
+        return existing
+    missing = sorted(set(wanted) - set(existing))
+    if missing:
+        raise click.BadParameter(
+            f"topic {topic!r} has no partition {', '.join(map(str, missing))} "
+            f"(it has {len(existing)}: {', '.join(map(str, existing))})",
+            param_hint="'--partition'",
+        )
+    return sorted(set(wanted))
+
+
+def offset_within(offset: int, low: int, high: int) -> int:
+    """Where ``--offset`` starts in a partition holding offsets ``[low, high)``: ``N`` itself,
+    ``-N`` that many before the end; never before the oldest nor after the end."""
+    wanted = high + offset if offset < 0 else offset
+    return max(low, min(wanted, high))
+
+
+def offset_from(consumer: Consumer, topic: str, partition: int, offset: int) -> int:
+    try:
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=WATERMARK_SECONDS
+        )
+    except KafkaException as exc:
+        raise CommandError(
+            f"cannot read which offsets partition {partition} of {topic!r} holds: {exc}"
+        ) from exc
+    return offset_within(offset, low, high)
 
 
 def _print_loop(

@@ -16,6 +16,10 @@ from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.main import cli
 from tests.cli.test_cli_render import METRIC_EVENT
 
+# [low, high) of the stand-in topic's partitions 0, 1, 2: partition 1 lost its first 40 to
+# retention, partition 2 is empty.
+WATERMARKS = {0: (0, 100), 1: (40, 50), 2: (7, 7)}
+
 
 @dataclass
 class FakeMessage:
@@ -66,6 +70,9 @@ class FakeConsumer:
         if len(batch) > num_messages:  # like Kafka: the rest comes with the next consume()
             self.batches.insert(0, batch[num_messages:])
         return batch[:num_messages]
+
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float) -> tuple[int, int]:
+        return WATERMARKS[partition.partition]
 
     def close(self) -> None:
         self.closed = True
@@ -206,3 +213,54 @@ def test_an_unreachable_broker_is_named_with_what_to_do() -> None:
     assert "Kafka at 127.0.0.1:1 not reachable" in result.output
     assert "make stack-up" in result.output
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("offset", "starts"),
+    [
+        ("-5", [95, 45, 7]),  # the last 5 of each partition
+        ("-20", [80, 40, 7]),  # partition 1 holds only 10
+        ("45", [45, 45, 7]),
+        ("0", [0, 40, 7]),  # never before the oldest offset still held
+        ("500", [100, 50, 7]),  # nor after the end
+    ],
+)
+def test_offset_starts_at_n_or_n_before_the_end_within_what_is_held(
+    kafka: FakeKafka, offset: str, starts: list[int]
+) -> None:
+    kafka.queue(messages(b"{}"))
+
+    result = CliRunner().invoke(cli, ["print", "--offset", offset, "--max-messages", "1"])
+
+    assert result.exit_code == 0, result.output
+    assert [(tp.partition, tp.offset) for tp in kafka.consumers[0].assigned] == list(
+        zip([0, 1, 2], starts, strict=True)
+    )
+
+
+def test_partition_reads_only_the_partitions_named(kafka: FakeKafka) -> None:
+    kafka.queue(messages(b"{}"))
+
+    result = CliRunner().invoke(
+        cli,
+        ["print", "--partition", "2", "--partition", "0", "--offset=-1", "--max-messages", "1"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [(tp.partition, tp.offset) for tp in kafka.consumers[0].assigned] == [(0, 99), (2, 7)]
+
+
+def test_a_partition_the_topic_lacks_is_a_usage_error(kafka: FakeKafka) -> None:
+    result = CliRunner().invoke(cli, ["print", "--topic", "t", "--partition", "3"])
+
+    assert result.exit_code == 2
+    assert "topic 't' has no partition 3 (it has 3: 0, 1, 2)" in result.output
+    assert kafka.consumers[0].closed
+
+
+def test_from_beginning_and_offset_together_are_refused(kafka: FakeKafka) -> None:
+    result = CliRunner().invoke(cli, ["print", "--from-beginning", "--offset", "3"])
+
+    assert result.exit_code == 2
+    assert "give one" in result.output
+    assert kafka.consumers == []

@@ -127,3 +127,49 @@ def test_ctrl_c_exits_0_quietly(kafka_bootstrap: str, new_topic: Callable[..., s
     assert stdout == ""
     assert "Traceback" not in stderr
     assert "Aborted" not in stderr
+
+
+def test_partition_and_offset_from_the_end_print_that_partitions_last_messages(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic(2)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n in range(10):
+        for partition in (0, 1):
+            producer.produce(
+                topic, json.dumps({"p": partition, "n": n}).encode(), partition=partition
+            )
+    assert producer.flush(30) == 0
+
+    last = run_loginmetrics(
+        kafka_bootstrap,
+        "print",
+        "--topic",
+        topic,
+        "--partition",
+        "1",
+        "--offset=-3",
+        "--max-messages",
+        "3",
+    )
+    from_offset = run_loginmetrics(
+        kafka_bootstrap,
+        "print",
+        "--topic",
+        topic,
+        "--partition",
+        "0",
+        "--offset",
+        "8",
+        "--max-messages",
+        "2",
+    )
+
+    assert last.returncode == 0, last.stderr
+    assert [json.loads(line) for line in last.stdout.splitlines()] == [
+        {"p": 1, "n": n} for n in (7, 8, 9)
+    ]
+    assert from_offset.returncode == 0, from_offset.stderr
+    assert [json.loads(line) for line in from_offset.stdout.splitlines()] == [
+        {"p": 0, "n": n} for n in (8, 9)
+    ]
