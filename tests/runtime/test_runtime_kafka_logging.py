@@ -260,7 +260,8 @@ def test_with_the_broker_down_every_client_logs_json_lines_only() -> None:
     assert result.stdout == ""
     unreachable = [r for r in records if "not reachable" in r["message"]]
     librdkafka = [r for r in records if r["logger"] == "librdkafka"]
-    assert unreachable and all(r["level"] == "ERROR" for r in unreachable)
+    assert unreachable
+    assert all(r["level"] == "ERROR" for r in unreachable)
     assert any(f"127.0.0.1:{port}" in r["message"] for r in librdkafka)
     # Each client's lines of one kind at most once per interval (the first 4 s: once each).
     kinds = [(r["message"].split(" ", 2)[:2]) for r in librdkafka]
