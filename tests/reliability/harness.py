@@ -66,6 +66,8 @@ class Feeder:
         self.sources: list[Source | None] = [None] * len(messages)
         # Wall-clock time (time.time()) each message was handed to the producer, in order.
         self.produced_at: list[float] = []
+        self._acknowledged: dict[int, int] = {}  # partition -> highest offset acknowledged
+        self._acknowledged_lock = threading.Lock()
         self.errors: list[str] = []
         self.produced = 0
         self.finished = threading.Event()
@@ -81,8 +83,11 @@ class Feeder:
         def on_delivery(error: Any, message: Any) -> None:
             if error is not None:
                 self.errors.append(f"message {index}: {error}")
-            else:
-                self.sources[index] = (message.partition(), message.offset())
+                return
+            partition, offset = message.partition(), message.offset()
+            self.sources[index] = (partition, offset)
+            with self._acknowledged_lock:
+                self._acknowledged[partition] = max(offset, self._acknowledged.get(partition, -1))
 
         return on_delivery
 
@@ -133,6 +138,11 @@ class Feeder:
 
     def resume(self) -> None:
         self._flowing.set()
+
+    def acknowledged(self) -> dict[int, int]:
+        """Partition -> the highest offset the broker has acknowledged so far."""
+        with self._acknowledged_lock:
+            return dict(self._acknowledged)
 
     def produced_by(self, moment: float) -> int:
         """How many messages were handed to the producer up to wall-clock time ``moment``: no

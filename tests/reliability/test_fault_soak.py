@@ -40,7 +40,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.reliability.test_broker_restart import epoch
-from tests.reliability.test_redis_faults import applied_total, wait_answering
+from tests.reliability.test_redis_faults import wait_answering
 from tests.reliability.test_redis_readonly_oom import out_of_memory
 from tests.support import (
     assert_matches,
@@ -66,7 +66,9 @@ SESSION_TIMEOUT_S = 10  # worker/settings.py
 # Everything sent before a fault healed is counted within this long after: the longest wait is
 # a killed pool's or a frozen worker's partitions, idle until the session times out.
 RECOVERY_S = 30.0
-FLOW_S = 1.0  # after an idle fault the stream flows this long before recovery is checked
+# After each fault the stream flows this long before the catch-up check: messages that reach
+# the killed, frozen or idle-paused workers' partitions after the fault, not only before it.
+FLOW_S = 1.0
 DRAIN_S = 60.0
 
 
@@ -101,7 +103,7 @@ EXTRA_KINDS = (
     Kind.REDIS_PAUSE,
     Kind.LEADER_KILL,
 )
-GAP_S = (0.5, 2.0)  # the stream flows this long between faults (once the last one recovered)
+GAP_S = (0.3, 1.5)  # the stream flows this long between faults (once the last one caught up)
 # Idle faults: the stream pauses this long before one (the workers drain, and their every-2-s
 # offset check runs idle), and stays idle this long after it heals.
 IDLE_FAULTS = 2
@@ -280,18 +282,27 @@ class Soak:
             if fault.idle_after_s is not None:
                 time.sleep(fault.idle_after_s)
                 self.feeder.resume()
-                time.sleep(FLOW_S)  # messages the idle workers have to notice
+            time.sleep(FLOW_S)
             self.struck[-1] = replace(struck, recovered_s=self.wait_caught_up(fault))
 
     def wait_caught_up(self, fault: Fault) -> float:
-        """Until the window holds every message sent so far (its applied offsets say so); a
-        worker left paused after a healed fault never gets there. Returns the seconds it took."""
-        sent = self.feeder.produced
+        """Until the window holds every message acknowledged so far, in every partition (its
+        applied offsets say so); a worker left paused after a healed fault never gets there.
+        Returns the seconds it took."""
+        marks = self.feeder.acknowledged()
         since = time.monotonic()
+
+        def caught_up() -> bool:
+            try:
+                applied = applied_offsets(self.window, self.run.layout, self.run.source)
+            except redis.RedisError:
+                return False
+            return all(applied.get(p, -1) >= offset for p, offset in marks.items())
+
         wait_until(
-            lambda: applied_total(self.window, self.run) >= sent,
+            caught_up,
             RECOVERY_S,
-            f"the {sent} messages sent by then to be counted after {fault.kind}",
+            f"the window to hold offsets {marks} after {fault.kind}",
             self.fleet.log,
         )
         return time.monotonic() - since
