@@ -50,6 +50,7 @@ class OwnedPartitions:
 
     def __init__(self) -> None:
         self._partitions: dict[int, _Partition] = {}
+        self._topic_id: str | None = None  # the input topic's incarnation these belong to
 
     def __contains__(self, partition: object) -> bool:
         return partition in self._partitions
@@ -112,6 +113,12 @@ class OwnedPartitions:
         """Its position was reset under it: placed again, as on assignment."""
         state = self._partitions[partition]
         state.phase, state.seek_to, state.fallback = Phase.PLACING, STAY, STAY
+
+    def adopt(self, topic_id: str) -> bool:
+        """The input topic's id as the broker says it now; True when this worker's state was
+        for another incarnation (whichever worker told Redis first)."""
+        known, self._topic_id = self._topic_id, topic_id
+        return known is not None and known != topic_id
 
     def forget_all(self) -> None:
         """The input topic was recreated: every partition starts over from the new topic's

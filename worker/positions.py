@@ -83,15 +83,19 @@ class Positions:
         if topic_id is None:
             return False
         incarnation = call_redis(lambda: self._writer.adopt_topic(topic_id), "adopt the topic")
-        if incarnation is None:
+        # Another worker may have told Redis first: this one's own state is just as old.
+        outdated = self._owned.adopt(topic_id)
+        if incarnation is None and not outdated:
             return False
         logger.warning(
             "topic %s was recreated (its id is %s, the window's offsets were for %s): reading it "
             "from its start; the old offsets %s are dropped",
             self._topic,
             topic_id,
-            incarnation.old_topic_id,
-            incarnation.dropped_offsets or "(none)",
+            incarnation.old_topic_id if incarnation else "an older one",
+            incarnation.dropped_offsets
+            if incarnation and incarnation.dropped_offsets
+            else "(none)",
         )
         self._owned.forget_all()
         return True
@@ -138,6 +142,8 @@ class Positions:
     def _rewind(self) -> None:
         rewinding = self._owned.in_phase(Phase.REWINDING)
         stored = call_redis(lambda: self._writer.applied_offsets(rewinding), "read applied offsets")
+        if any(stored[p] is None for p in rewinding) and self._adopt_topic():
+            return  # the offsets went with a recreated topic: every partition starts over
         for partition in rewinding:
             ours = self._owned.rewound(partition, stored[partition])
             _report_rewind(partition, ours, stored[partition], self._owned.seeks()[partition])

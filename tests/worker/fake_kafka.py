@@ -74,6 +74,7 @@ class FakeConsumer:
         self.seeks: list[tuple[int, int]] = []
         # Deliver once from paused partitions too: what librdkafka had fetched before the pause.
         self.leak_once = False
+        self.injected: list[Any] = []  # delivered by the next consume() whatever is paused
         self.consume_calls = 0
         self.consumes_while_paused = 0
         self.closed = False
@@ -126,7 +127,8 @@ class FakeConsumer:
         if self.positions and set(self.positions) <= self.paused:
             self.consumes_while_paused += 1
         leak, self.leak_once = self.leak_once, False
-        batch: list[FakeMessage] = []
+        batch: list[Any] = self.injected
+        self.injected = []
         taking = True
         while taking and len(batch) < num_messages:
             taking = False  # runs of up to RUN messages per partition, in turn
@@ -183,6 +185,21 @@ class _Queued:
     key: bytes
     on_delivery: Callable[[Any, Any], None]
     produced_at: float
+
+
+class FakeInspector:
+    """What the broker says of the topic: an id the test changes to recreate it, and where
+    each partition of ``logs`` ends."""
+
+    def __init__(self, logs: dict[int, list[bytes | None]], topic_id: str = "topic-1") -> None:
+        self.logs = logs
+        self.id = topic_id
+
+    def topic_id(self) -> str | None:
+        return self.id
+
+    def high_watermarks(self, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: len(self.logs[p]) for p in partitions}
 
 
 class FakeProducer:
