@@ -11,23 +11,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
-
-from confluent_kafka import KafkaError
+from typing import Protocol
 
 from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
-from loginmetrics.runtime.errors import LoginMetricsError
 from loginmetrics.runtime.metrics import WorkerMetrics, worker_metrics
-from loginmetrics.window import ApplyOutcome, PartitionAdvance, WindowWriter
+from loginmetrics.window import ApplyOutcome, WindowWriter
+from loginmetrics.worker.batches import PendingBatch, WorkerStats
+from loginmetrics.worker.consumer_errors import raise_if_fatal
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
-from loginmetrics.worker.fold import FoldedBatch, Record, RejectedRecord, fold_batch
-from loginmetrics.worker.offset_checks import skipped_offsets
+from loginmetrics.worker.fold import (
+    FoldedBatch,
+    Record,
+    first_offsets,
+    fold_batch,
+)
 from loginmetrics.worker.owned_partitions import OwnedPartitions
-from loginmetrics.worker.positions import Positions
+from loginmetrics.worker.positions import Positions, Seeker
 from loginmetrics.worker.retry import RetryLater, call_redis
 from loginmetrics.worker.topic_inspector import TopicInspector
 
@@ -41,44 +42,17 @@ Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
 AUDIT_SECONDS = 2.0
 
 
-class Partitions(Protocol):
+class Partitions(Seeker, Protocol):
     """What the loop asks of the Kafka consumer (``worker.consumer_shell``)."""
 
     def pause(self, partitions: list[int]) -> None: ...
     def resume(self, partitions: list[int]) -> None: ...
-    def seek(self, partition: int, offset: int) -> None: ...
-    def committed(self, partitions: list[int]) -> dict[int, int | None]: ...
     def commit(self, applied: Mapping[int, int]) -> None: ...
-
-
-class FatalConsumerError(LoginMetricsError):
-    """librdkafka declared the consumer failed (a fatal error): the process must end, and the
-    supervisor starts a fresh one in its place."""
 
 
 class LoopState(Enum):
     CONSUMING = "consuming"
     WAITING = "waiting"  # for a retry of what failed; every partition paused
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    messages: int = 0
-    valid: int = 0
-    invalid: int = 0
-    batches: int = 0
-    refused_batches: int = 0
-
-
-@dataclass(slots=True)
-class PendingBatch:
-    """A folded batch not applied yet. Its expected offsets were taken when it was folded: a
-    rebalance during a retry must not change them (the compare-and-set judges them)."""
-
-    folded: FoldedBatch
-    advances: list[PartitionAdvance]
-    undelivered: list[RejectedRecord]  # dead letters not confirmed by the broker yet
-    processed_at: datetime
 
 
 class _Stopping(Exception):  # noqa: N818
@@ -175,7 +149,8 @@ class BatchStep:
         self._apply_pending()
         self._positions.move()
         if self._clock() >= self._audit_at:
-            self._audit()
+            self._positions.check_applied()
+            self._audit_at = self._clock() + AUDIT_SECONDS
             self._positions.move()
 
     def _apply_pending(self) -> None:
@@ -190,21 +165,6 @@ class BatchStep:
             p: self.owned.applied(p) for p, e in self.owned.epochs().items() if before.get(p) == e
         }
 
-    def _audit(self) -> None:
-        """Rewind every partition whose applied offset the window no longer holds: it went
-        back (or is gone) since this process applied it, so Redis lost those writes. One the
-        window holds further on is another worker's now: the compare-and-set handles it."""
-        ours = {p: o for p, o in self.owned.consuming().items() if o is not None}
-        if ours:
-            stored = call_redis(
-                lambda: self._writer.applied_offsets(list(ours)), "check applied offsets"
-            )
-            for partition, last in ours.items():
-                theirs = stored[partition]
-                if theirs is None or theirs < last:
-                    self.owned.rewind(partition, fallback=last + 1)
-        self._audit_at = self._clock() + AUDIT_SECONDS
-
     # -- one batch -------------------------------------------------------------------------
 
     def _fold(
@@ -212,37 +172,15 @@ class BatchStep:
     ) -> PendingBatch | None:
         """``records`` folded on top of ``applied`` (the offsets in the window by then)."""
         folded = self._fold_batch(records, applied)
-        self._consumer_errors(folded.kafka_errors)
-        if folded.behind:
-            for partition, offset in folded.behind.items():
-                logger.warning(
-                    "partition %d: the consumer went back to offset %d, though the window applied "
-                    "up to %s (its position was reset: an offset out of range, a truncated or "
-                    "recreated topic); placing it again as on assignment",
-                    partition,
-                    offset,
-                    applied[partition],
-                )
-                self.owned.replace(partition)
+        raise_if_fatal(folded.kafka_errors)
+        if folded.behind:  # the consumer was moved under this worker: placed again
+            self._positions.went_back(folded.behind, applied)
             applied = {p: o for p, o in applied.items() if p not in folded.behind}
             folded = self._fold_batch(records, applied)
-        for partition, count in skipped_offsets(applied, folded.first_offsets).items():
-            logger.warning(
-                "partition %d: %d offsets after %s were removed (retention or truncation) "
-                "before they were read; they are not in the window",
-                partition,
-                count,
-                applied[partition],
-            )
-            self._metrics.offsets_skipped(count)
+        self._positions.count_gaps(applied, folded.first_offsets)
         if not folded.last_offsets:
             return None
-        advances = [
-            PartitionAdvance(partition, applied[partition], last)
-            for partition, last in folded.last_offsets.items()
-        ]
-        unsent = self.owned.unsent(folded.rejected)
-        return PendingBatch(folded, advances, unsent, datetime.now(UTC))
+        return PendingBatch.of(folded, applied, self.owned.unsent(folded.rejected))
 
     def _finish_batch(self, pending: PendingBatch) -> None:
         if pending.undelivered:
@@ -275,10 +213,7 @@ class BatchStep:
         self.owned.advance(pending.folded.last_offsets)
         self._consumer.commit(self.owned.committable())
         increments = pending.folded.increments
-        self.stats.batches += 1
-        self.stats.messages += increments.total
-        self.stats.valid += increments.valid
-        self.stats.invalid += increments.invalid
+        self.stats.add(increments.valid, increments.invalid)
         codes = (rejected.rejection.code for rejected in pending.folded.rejected)
         self._metrics.batch_applied(increments.valid, increments.invalid, codes, seconds)
 
@@ -324,15 +259,8 @@ class BatchStep:
     def _put_back(self, records: Sequence[Record], before: Mapping[int, int]) -> None:
         """Consumed, not folded: each partition consumed without a move since goes back to its
         first such message (one being moved goes where that move takes it)."""
-        first: dict[int, int] = {}
-        errors = []
-        for record in records:
-            partition, offset = record.partition(), record.offset()
-            if record.error() is not None:
-                errors.append(record.error())
-            elif partition is not None and offset is not None:
-                first.setdefault(partition, offset)
-        self._consumer_errors(errors)
+        first, errors = first_offsets(records)
+        raise_if_fatal(errors)
         epochs = self.owned.epochs()
         for partition, offset in first.items():
             if partition in epochs and before.get(partition) == epochs[partition]:
@@ -351,17 +279,3 @@ class BatchStep:
             self._consumer.resume(sorted(self._paused - wanted))
         self._paused = wanted
         self._metrics.partitions_paused.set(len(wanted))
-
-    def _consumer_errors(self, errors: list[Any]) -> None:
-        for error in errors:
-            if _is_fatal(error):
-                # e.g. a static member fenced after a coordinator failover: this consumer can
-                # never consume again, a new process (same slot) can.
-                raise FatalConsumerError(f"the Kafka consumer failed for good: {error}")
-            logger.warning("consumer error: %s", error)
-
-
-def _is_fatal(error: Any) -> bool:
-    """A librdkafka error the consumer cannot recover from: the ``_FATAL`` event that reports
-    it (whose own flag is not always set), or an error flagged fatal."""
-    return bool(error.code() == KafkaError._FATAL or error.fatal())

@@ -17,7 +17,8 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
 from loginmetrics.runtime.metrics import worker_metrics
 from loginmetrics.window import WindowWriter
-from loginmetrics.worker.batch_step import BatchStep, LoopState, WorkerStats
+from loginmetrics.worker.batch_step import BatchStep, LoopState
+from loginmetrics.worker.batches import WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
 from loginmetrics.worker.fold import fold_batch
 from loginmetrics.worker.settings import WorkerSettings

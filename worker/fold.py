@@ -157,6 +157,20 @@ def fold_batch(
     return folded
 
 
+def first_offsets(records: Sequence[Record]) -> tuple[dict[int, int], list[Any]]:
+    """Partition -> the first offset among ``records``, and the errors that came instead of
+    messages (for records put back unfolded)."""
+    first: dict[int, int] = {}
+    errors = []
+    for record in records:
+        partition, offset = record.partition(), record.offset()
+        if record.error() is not None:
+            errors.append(record.error())
+        elif partition is not None and offset is not None:
+            first.setdefault(partition, offset)
+    return first, errors
+
+
 def _increments(
     users: set[str], ips: set[str], profiles: dict[tuple[str, str, str], int], invalid: int
 ) -> WindowIncrements:

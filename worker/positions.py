@@ -6,13 +6,14 @@ rebalance callback; every failure is ``RetryLater`` and what is left stays in it
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException
 
 from loginmetrics.runtime.metrics import WorkerMetrics
 from loginmetrics.window import WindowWriter
-from loginmetrics.worker.offset_checks import truncated_partitions
+from loginmetrics.worker.offset_checks import skipped_offsets, truncated_partitions
 from loginmetrics.worker.owned_partitions import STAY, OwnedPartitions, Phase
 from loginmetrics.worker.retry import RetryLater, call_redis
 from loginmetrics.worker.topic_inspector import TopicInspector
@@ -54,6 +55,49 @@ class Positions:
             self._rewind()
         if self._owned.seeks():
             self._seek()
+
+    def check_applied(self) -> None:
+        """Rewind every partition whose applied offset the window no longer holds: it went
+        back (or is gone) since this process applied it, so Redis lost those writes. One the
+        window holds further on is another worker's now: the compare-and-set handles it."""
+        ours = {p: o for p, o in self._owned.consuming().items() if o is not None}
+        if not ours:
+            return
+        stored = call_redis(
+            lambda: self._writer.applied_offsets(list(ours)), "check applied offsets"
+        )
+        for partition, last in ours.items():
+            theirs = stored[partition]
+            if theirs is None or theirs < last:
+                self._owned.rewind(partition, fallback=last + 1)
+
+    def went_back(self, behind: Mapping[int, int], applied: Mapping[int, int | None]) -> None:
+        """The consumer delivered offsets at or below the applied ones (``behind``: partition
+        -> the first of them): its position was reset under the worker. Placed again."""
+        for partition, offset in behind.items():
+            logger.warning(
+                "partition %d: the consumer went back to offset %d, though the window applied "
+                "up to %s (its position was reset: an offset out of range, a truncated or "
+                "recreated topic); placing it again as on assignment",
+                partition,
+                offset,
+                applied[partition],
+            )
+            self._owned.replace(partition)
+
+    def count_gaps(
+        self, applied: Mapping[int, int | None], first_offsets: Mapping[int, int]
+    ) -> None:
+        """Log and count the offsets between the applied ones and the first ones consumed."""
+        for partition, count in skipped_offsets(applied, first_offsets).items():
+            logger.warning(
+                "partition %d: %d offsets after %s were removed (retention or truncation) "
+                "before they were read; they are not in the window",
+                partition,
+                count,
+                applied[partition],
+            )
+            self._metrics.offsets_skipped(count)
 
     # -- placing ---------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import start_supervised_child
 from loginmetrics.runtime.supervisor import ChildSpec
 from loginmetrics.window import Role, WindowWriter, await_layout_agreement
-from loginmetrics.worker.batch_step import FatalConsumerError
+from loginmetrics.worker.consumer_errors import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.join_gate import JoinGate
 from loginmetrics.worker.lag import lag_statistics

@@ -18,7 +18,8 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError
 
 from loginmetrics.runtime.redis_errors import FatalRedisError, exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_FATAL
-from loginmetrics.worker.batch_step import AUDIT_SECONDS, FatalConsumerError
+from loginmetrics.worker.batch_step import AUDIT_SECONDS
+from loginmetrics.worker.consumer_errors import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from tests.worker.fake_kafka import FakeClock, FakeConsumer, FakeProducer, FlakyWriter
 from tests.worker.loop_support import (

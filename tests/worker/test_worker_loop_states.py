@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from redis.exceptions import OutOfMemoryError
 
-from loginmetrics.worker.batch_step import FatalConsumerError, LoopState
+from loginmetrics.worker.batch_step import LoopState
+from loginmetrics.worker.consumer_errors import FatalConsumerError
 from tests.worker.fake_kafka import FakeClock, FakeInspector
 from tests.worker.loop_support import (
     FATAL_FAILURES,

@@ -11,7 +11,8 @@ import fakeredis
 import pytest
 import redis
 
-from loginmetrics.worker.batch_step import AUDIT_SECONDS, FatalConsumerError, LoopState
+from loginmetrics.worker.batch_step import AUDIT_SECONDS, LoopState
+from loginmetrics.worker.consumer_errors import FatalConsumerError
 from loginmetrics.worker.owned_partitions import Phase
 from tests.worker.fake_kafka import FakeClock, FakeInspector
 from tests.worker.loop_support import (
