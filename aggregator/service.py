@@ -22,6 +22,7 @@ from confluent_kafka import KafkaException, Producer
 
 from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
 from loginmetrics.aggregator.metric_event import build_metric_event
+from loginmetrics.aggregator.metrics import aggregator_metrics
 from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.aggregator.ticks import (
@@ -32,7 +33,6 @@ from loginmetrics.aggregator.ticks import (
 from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
-from loginmetrics.runtime.metrics import aggregator_metrics
 from loginmetrics.runtime.redis_errors import judge
 from loginmetrics.window import WindowReader
 

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from loginmetrics.aggregator.monitoring import aggregator_monitoring
 from loginmetrics.aggregator.process import run_aggregator_in_foreground
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli import options
@@ -15,7 +16,6 @@ from loginmetrics.cli.broker import require_topics
 from loginmetrics.cli.config import describe_kafka
 from loginmetrics.cli.preflight import describe_redis, require_redis
 from loginmetrics.runtime.clients import SentinelConfig
-from loginmetrics.runtime.http_probe import aggregator_monitoring
 from loginmetrics.window import WindowLayout
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The --metrics-port HTTP server: ``/metrics`` (Prometheus text), ``/healthz`` (alive: every
-loop turns) and ``/readyz`` (ready: assigned and writing, or leading / standing by).
+loop turns) and ``/readyz`` (ready: every loop says it can do its work).
 
-A pool (``worker``, ``run``) serves it from the supervisor, over a private directory where its
-children keep their figures and heartbeats; ``aggregate`` serves it from its own process."""
+A pool serves it from the supervisor, over a private directory where its children keep their
+figures and heartbeats; a single process serves it from a thread of its own."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.health import (
@@ -43,7 +44,6 @@ from loginmetrics.runtime.http_server import (
 )
 from loginmetrics.runtime.metrics import (
     MULTIPROCESS_DIR_ENV,
-    aggregator_metrics,
     common_metrics,
     pool_registry,
     process_exited,
@@ -195,23 +195,24 @@ def child_probe() -> LoopProbe:
     return HeartbeatFile(Path(directory), multiprocessing.current_process().name)
 
 
-# -- one process: ``loginmetrics aggregate`` -------------------------------------------------------
+# -- one process that serves itself (not a pool) ---------------------------------------------
 
 
 @contextmanager
-def aggregator_monitoring(
-    port: int | None, name: str, address: str = DEFAULT_METRICS_ADDRESS
+def process_monitoring(
+    port: int | None,
+    name: str,
+    collectors: Sequence[Collector],
+    address: str = DEFAULT_METRICS_ADDRESS,
 ) -> Iterator[LoopProbe]:
-    """With a port: this aggregator's figures (its process's included) and probes served on
-    ``address``:``port`` until the block ends; the loop beats on the probe it is given.
-    Without one: a probe that does nothing."""
+    """With a port: ``collectors``, the figures every process has and this process's own, and
+    the probes of its one loop ``name``, served on ``address``:``port`` until the block ends;
+    the loop beats on the probe it is given. Without one: a probe that does nothing."""
     if port is None:
         yield NoProbe()
         return
     heartbeat = LocalHeartbeat(name)
-    registry = process_registry(
-        *common_metrics().collectors(), *aggregator_metrics().collectors(), *process_collectors()
-    )
+    registry = process_registry(*common_metrics().collectors(), *collectors, *process_collectors())
     probes = Probes(heartbeat, [name], started_at=time.monotonic())
     server = ProbeServer(port, registry, probes, address)
     _start_or_exit(server)

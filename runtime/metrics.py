@@ -1,22 +1,20 @@
-"""Every Prometheus metric loginmetrics exports (the names are a contract, spec §6), and how a
-process's figures reach a scrape: its own registry, or prometheus-client's multiprocess mode
-for a pool whose supervisor serves every process's figures in one scrape."""
+"""How a process's Prometheus figures are made and reach a scrape: one set per process, in its own
+registry or in prometheus-client's multiprocess mode for a pool whose supervisor serves every
+process's figures in one scrape; and the figures every process has (the names are spec §6's)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
-    Histogram,
     disable_created_metrics,
     values,
 )
@@ -32,9 +30,11 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Kinds of Redis error that exist at 0 from the start (a pool exports only series it has seen).
 EXPECTED_REDIS_ERROR_KINDS = ("connection", "timeout", *sorted(NOT_NOW_CODES))
-# A batch apply is one Lua script of 1-10k messages (~1-20 ms on a healthy Redis); a window
-# read is a few multi-key commands over the window's buckets.
+# Seconds of one Redis operation: a Lua script over 1-10k messages takes ~1-20 ms on a healthy
+# Redis, a few multi-key commands less; the upper buckets catch a struggling server.
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+Figures = TypeVar("Figures")
 
 
 class CommonMetrics:
@@ -64,176 +64,23 @@ class CommonMetrics:
         return [self.redis_errors, self.log_events]
 
 
-class WorkerMetrics:
-    """Figures of a worker process; recorded once per batch, never per message."""
-
-    def __init__(self) -> None:
-        self.messages = Counter(
-            "loginmetrics_messages",
-            "Messages applied to the window, by outcome (valid, or invalid: sent to the DLQ)",
-            ["outcome"],
-            registry=None,
-        )
-        self._valid = self.messages.labels("valid")
-        self._invalid = self.messages.labels("invalid")
-        self.dead_letters = Counter(
-            "loginmetrics_dead_letters",
-            "Invalid messages applied to the window and sent to the dead-letter queue, by code",
-            ["error_code"],
-            registry=None,
-        )
-        self.batches = Counter(
-            "loginmetrics_batches",
-            "Batches offered to the window: applied, or refused by the compare-and-set because "
-            "another worker applied past them (a rebalance or a zombie)",
-            ["result"],
-            registry=None,
-        )
-        self._applied = self.batches.labels("applied")
-        self._refused = self.batches.labels("refused")
-        self.batch_apply_seconds = Histogram(
-            "loginmetrics_batch_apply_seconds",
-            "Seconds to apply one batch to Redis (one Lua script call)",
-            buckets=SECONDS_BUCKETS,
-            registry=None,
-        )
-        # The most recent value wins across a pool: a partition that moved to another process
-        # of the pool is reported by its new owner.
-        self.consumer_lag = Gauge(
-            "loginmetrics_consumer_lag_messages",
-            "Messages of an owned input partition not yet applied and committed (librdkafka "
-            "statistics); 0 once the partition is revoked",
-            ["topic", "partition"],
-            multiprocess_mode="livemostrecent",
-            registry=None,
-        )
-        self.offset_gaps = Counter(
-            "loginmetrics_offset_gaps",
-            "Input offsets removed by retention or truncation before a worker read them",
-            registry=None,
-        )
-        self.partitions_paused = Gauge(
-            "loginmetrics_partitions_paused",
-            "Input partitions paused while the window (Redis) or the DLQ cannot take writes",
-            multiprocess_mode="livesum",
-            registry=None,
-        )
-
-    def batch_applied(self, valid: int, invalid: int, codes: Iterable[str], seconds: float) -> None:
-        self._applied.inc()
-        self.batch_apply_seconds.observe(seconds)
-        if valid:
-            self._valid.inc(valid)
-        if invalid:
-            self._invalid.inc(invalid)
-            for code, count in Tally(codes).items():
-                self.dead_letters.labels(code).inc(count)
-
-    def batch_refused(self, seconds: float) -> None:
-        self._refused.inc()
-        self.batch_apply_seconds.observe(seconds)
-
-    def offsets_skipped(self, count: int) -> None:
-        """``count`` input offsets were gone (retention, truncation) before they were read."""
-        self.offset_gaps.inc(count)
-
-    def lags(self, topic: str, lags: dict[int, int]) -> None:
-        for partition, lag in lags.items():
-            self.consumer_lag.labels(topic, str(partition)).set(lag)
-
-    def collectors(self) -> list[Collector]:
-        return [
-            self.messages,
-            self.dead_letters,
-            self.batches,
-            self.batch_apply_seconds,
-            self.consumer_lag,
-            self.offset_gaps,
-            self.partitions_paused,
-        ]
+# Every cached set of figures, so that a switch to multiprocess mode drops them all (a feature
+# declares its own with @one_per_process; runtime does not know which there are).
+_PER_PROCESS: list[Callable[[], None]] = []
 
 
-class AggregatorMetrics:
-    """Figures of an aggregator: leadership, events, and the last window it published."""
-
-    def __init__(self) -> None:
-        self.metric_events = Counter(
-            "loginmetrics_metric_events", "Metric events produced", registry=None
-        )
-        self.leader = Gauge(
-            "loginmetrics_aggregator_leader",
-            "1 while this aggregator holds the leadership lease and emits, else 0",
-            multiprocess_mode="livesum",
-            registry=None,
-        )
-        self.window_read_seconds = Histogram(
-            "loginmetrics_window_read_seconds",
-            "Seconds to read the window's totals from Redis for one metric event",
-            buckets=SECONDS_BUCKETS,
-            registry=None,
-        )
-
-        def window(name: str, meaning: str) -> Gauge:
-            return Gauge(
-                f"loginmetrics_window_{name}",
-                f"{meaning}, in the last metric event this aggregator published",
-                multiprocess_mode="livemostrecent",
-                registry=None,
-            )
-
-        self.window_messages = window("messages", "Messages (valid and invalid) in the window")
-        self.window_errors = window("errors", "Invalid messages in the window")
-        self.window_error_rate = window("error_rate", "Percentage (0-100) of invalid messages")
-        self.window_active_users = window("active_users", "Distinct user_id (HyperLogLog)")
-        self.window_unique_ips = window("unique_ips", "Distinct ip (HyperLogLog)")
-        self.window_processing_rate = window("processing_rate", "Messages per second")
-
-    def published(
-        self,
-        messages: int,
-        errors: int,
-        error_rate: float,
-        active_users: int,
-        unique_ips: int,
-        processing_rate: float,
-    ) -> None:
-        self.metric_events.inc()
-        self.window_messages.set(messages)
-        self.window_errors.set(errors)
-        self.window_error_rate.set(error_rate)
-        self.window_active_users.set(active_users)
-        self.window_unique_ips.set(unique_ips)
-        self.window_processing_rate.set(processing_rate)
-
-    def collectors(self) -> list[Collector]:
-        return [
-            self.metric_events,
-            self.leader,
-            self.window_read_seconds,
-            self.window_messages,
-            self.window_errors,
-            self.window_error_rate,
-            self.window_active_users,
-            self.window_unique_ips,
-            self.window_processing_rate,
-        ]
+def one_per_process(make: Callable[[], Figures]) -> Callable[[], Figures]:
+    """One set of figures per process, made on first use: a pool's supervisor switches to
+    multiprocess mode first (see use_multiprocess_dir), and a spawned child finds the directory
+    in its environment."""
+    made = cache(make)
+    _PER_PROCESS.append(made.cache_clear)
+    return made
 
 
-# One set per process, made on first use: a pool's supervisor switches to multiprocess mode
-# first (see use_multiprocess_dir), and a spawned child finds the directory in its environment.
-@cache
+@one_per_process
 def common_metrics() -> CommonMetrics:
     return CommonMetrics()
-
-
-@cache
-def worker_metrics() -> WorkerMetrics:
-    return WorkerMetrics()
-
-
-@cache
-def aggregator_metrics() -> AggregatorMetrics:
-    return AggregatorMetrics()
 
 
 def redis_error_kind(exc: redis.RedisError) -> str:
@@ -267,8 +114,8 @@ def use_multiprocess_dir(path: str) -> None:
     metric, and drops the ones made before (a log handler's)."""
     os.environ[MULTIPROCESS_DIR_ENV] = path
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
-    for made in (common_metrics, worker_metrics, aggregator_metrics):
-        made.cache_clear()
+    for forget in _PER_PROCESS:
+        forget()
     common_metrics()
 
 

@@ -16,7 +16,6 @@ from typing import Protocol
 
 from loginmetrics.runtime.attempts import Attempts
 from loginmetrics.runtime.backoff import Backoff
-from loginmetrics.runtime.metrics import WorkerMetrics, worker_metrics
 from loginmetrics.window import ApplyOutcome, WindowWriter
 from loginmetrics.worker.batches import PendingBatch, WorkerStats
 from loginmetrics.worker.consumer_errors import raise_if_fatal
@@ -27,6 +26,7 @@ from loginmetrics.worker.fold import (
     first_offsets,
     fold_batch,
 )
+from loginmetrics.worker.metrics import WorkerMetrics, worker_metrics
 from loginmetrics.worker.owned_partitions import OwnedPartitions
 from loginmetrics.worker.positions import Positions, Seeker
 from loginmetrics.worker.retry import RetryLater, call_redis

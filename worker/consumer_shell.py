@@ -15,12 +15,12 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
-from loginmetrics.runtime.metrics import worker_metrics
 from loginmetrics.window import WindowWriter
 from loginmetrics.worker.batch_step import BatchStep, LoopState
 from loginmetrics.worker.batches import WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
 from loginmetrics.worker.fold import fold_batch
+from loginmetrics.worker.metrics import worker_metrics
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import TopicInspector
 

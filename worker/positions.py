@@ -11,8 +11,8 @@ from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException
 
-from loginmetrics.runtime.metrics import WorkerMetrics
 from loginmetrics.window import WindowWriter
+from loginmetrics.worker.metrics import WorkerMetrics
 from loginmetrics.worker.offset_checks import skipped_offsets, truncated_partitions
 from loginmetrics.worker.owned_partitions import STAY, OwnedPartitions, Phase
 from loginmetrics.worker.retry import RetryLater, call_redis

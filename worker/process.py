@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer
 
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
 from loginmetrics.runtime.http_probe import child_probe
-from loginmetrics.runtime.metrics import pool_metrics_served, worker_metrics
+from loginmetrics.runtime.metrics import pool_metrics_served
 from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import start_supervised_child
 from loginmetrics.runtime.supervisor import ChildSpec
@@ -20,6 +20,7 @@ from loginmetrics.worker.consumer_errors import FatalConsumerError
 from loginmetrics.worker.consumer_shell import ConsumerShell
 from loginmetrics.worker.join_gate import JoinGate
 from loginmetrics.worker.lag import lag_statistics
+from loginmetrics.worker.metrics import worker_metrics
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import KafkaTopicInspector
 

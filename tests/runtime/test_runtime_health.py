@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from loginmetrics.aggregator.metrics import AggregatorMetrics
 from loginmetrics.cli.main import cli
 from loginmetrics.runtime.health import (
     STALE_AFTER_SECONDS,
@@ -24,7 +25,7 @@ from loginmetrics.runtime.health import (
     readiness,
 )
 from loginmetrics.runtime.http_probe import Probes, ProbeServer
-from loginmetrics.runtime.metrics import AggregatorMetrics, process_registry
+from loginmetrics.runtime.metrics import process_registry
 
 
 class Clock:

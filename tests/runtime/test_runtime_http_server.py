@@ -15,13 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import Counter
 
+from loginmetrics.aggregator.metrics import AggregatorMetrics
 from loginmetrics.cli.main import cli
 from loginmetrics.runtime import http_server
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.health import LocalHeartbeat
-from loginmetrics.runtime.http_probe import Probes, ProbeServer, aggregator_monitoring
-from loginmetrics.runtime.metrics import AggregatorMetrics, process_registry
+from loginmetrics.runtime.http_probe import Probes, ProbeServer, process_monitoring
+from loginmetrics.runtime.metrics import process_registry
 from loginmetrics.runtime.process_metrics import process_collectors
 from loginmetrics.runtime.signals import EXIT_FATAL
 
@@ -203,13 +205,17 @@ def _free_port() -> int:
 
 def test_metrics_address_binds_that_interface_only_and_serves_the_process_figures() -> None:
     port = _free_port()
-    with aggregator_monitoring(port, "loginmetrics-aggregator", LOOPBACK) as probe:
-        probe.beat(True, "standing by")
+    figures = Counter("loginmetrics_served_things", "What the loop did", registry=None)
+    figures.inc(3)
+    with process_monitoring(port, "the-loop", [figures], LOOPBACK) as probe:
+        probe.beat(True, "working")
         status, body = get(port, "/metrics")
         assert status == 200
+        assert "loginmetrics_served_things_total 3.0" in body
+        assert 'loginmetrics_log_events_total{level="ERROR"}' in body, "every process's figures"
         assert 'loginmetrics_build_info{version="' in body
         assert "process_resident_memory_bytes" in body
-        assert "loginmetrics_metric_events_total" in body
+        assert get(port, "/readyz") == (200, "ready: the-loop: working\n")
         if _has_ipv6_loopback():
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("::1", port), timeout=2).close()
@@ -220,7 +226,7 @@ def test_a_metrics_port_in_use_stops_the_process_with_one_error(
 ) -> None:
     with (
         pytest.raises(SystemExit) as stopped,
-        aggregator_monitoring(served.port, "loginmetrics-aggregator", LOOPBACK),
+        process_monitoring(served.port, "the-loop", [], LOOPBACK),
     ):
         pass
     assert stopped.value.code == EXIT_FATAL

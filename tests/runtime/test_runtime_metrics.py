@@ -1,6 +1,7 @@
 """The exported figures: a pool's processes summed into one scrape (prometheus-client's
 multiprocess mode, real spawned processes), a dead process's live gauges forgotten, the contract's
-names and types, consumer lag from librdkafka statistics, Redis error kinds."""
+names and types, figures made before a switch to a pool's directory made anew in it, consumer lag
+from librdkafka statistics, Redis error kinds."""
 
 from __future__ import annotations
 
@@ -13,19 +14,19 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from redis._parsers.base import BaseParser
 
+from loginmetrics.aggregator.metrics import AggregatorMetrics, aggregator_metrics
 from loginmetrics.runtime.metrics import (
     MULTIPROCESS_DIR_ENV,
-    AggregatorMetrics,
     CommonMetrics,
-    WorkerMetrics,
     common_metrics,
     pool_registry,
     process_exited,
     process_registry,
     redis_error_kind,
-    worker_metrics,
+    use_multiprocess_dir,
 )
 from loginmetrics.worker.lag import partition_lags
+from loginmetrics.worker.metrics import WorkerMetrics, worker_metrics
 from tests.deploy.metric_contract import AGGREGATOR_JOB, CONTRACT, WORKER_JOB
 
 
@@ -77,6 +78,33 @@ def test_a_pool_is_one_scrape_and_a_dead_process_drops_its_live_gauges(
     assert value(registry, "loginmetrics_partitions_paused") == 1, "only the live process's"
     assert value(registry, "loginmetrics_messages_total", outcome="valid") == 150, "counters stay"
     assert os.environ[MULTIPROCESS_DIR_ENV] == str(tmp_path)
+
+
+def _switching_child(directory: str) -> None:
+    """A process that made its figures before it switched to a pool's directory (a supervisor's
+    log handler does): what it counts after the switch must reach the directory."""
+    worker_metrics().offsets_skipped(1_000)
+    aggregator_metrics().metric_events.inc(1_000)
+    common_metrics().log_events.labels("ERROR").inc(1_000)
+    use_multiprocess_dir(directory)
+    worker_metrics().offsets_skipped(4)
+    aggregator_metrics().metric_events.inc(5)
+    common_metrics().log_events.labels("ERROR").inc(6)
+
+
+def test_figures_made_before_the_switch_to_a_pool_directory_are_made_anew_in_it(
+    tmp_path: Path,
+) -> None:
+    child = multiprocessing.get_context("spawn").Process(
+        target=_switching_child, args=(str(tmp_path),)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    registry = pool_registry(str(tmp_path))
+    assert value(registry, "loginmetrics_offset_gaps_total") == 4
+    assert value(registry, "loginmetrics_metric_events_total") == 5
+    assert value(registry, "loginmetrics_log_events_total", level="ERROR") == 6
 
 
 @pytest.mark.parametrize(

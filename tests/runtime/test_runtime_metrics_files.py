@@ -13,14 +13,10 @@ from multiprocessing.connection import wait
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
-from loginmetrics.runtime.metrics import (
-    pool_registry,
-    process_exited,
-    use_multiprocess_dir,
-    worker_metrics,
-)
+from loginmetrics.runtime.metrics import pool_registry, process_exited, use_multiprocess_dir
 from loginmetrics.runtime.metrics_files import archive_dead_process
 from loginmetrics.runtime.supervisor import ChildProcess, ChildSpec, Supervisor
+from loginmetrics.worker.metrics import worker_metrics
 from tests.runtime.test_runtime_metrics import value
 
 RESTARTS = 50
