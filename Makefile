@@ -55,6 +55,7 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 run: install stack-up
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash stack/run-demo.sh
