@@ -126,9 +126,7 @@ def _redis_failure(redis_url: str, sentinel: SentinelConfig | None, exc: Excepti
 @options.window_layout
 @options.input_topic
 @options.group_id
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@options.output_format
 def show(
     kafka: dict[str, str],
     redis_url: str,

@@ -337,6 +337,17 @@ max_distribution_values = _option(
 )
 
 
+# How `status` and `offsets show` print: one spelling for both.
+output_format = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts.",
+)
+
+
 @contextmanager
 def bad_parameters() -> Iterator[None]:
     """A settings class's own check failing is the user's bad parameter."""

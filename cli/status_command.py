@@ -218,14 +218,7 @@ def read_status(client: redis.Redis, kafka: KafkaPositions, layout: WindowLayout
 @options.window_layout
 @options.input_topic
 @options.group_id
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts.",
-)
+@options.output_format
 def status(
     kafka: dict[str, str],
     redis_url: str,
