@@ -10,7 +10,6 @@ import logging
 import threading
 from collections import Counter
 
-import fakeredis
 import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException
@@ -37,16 +36,6 @@ from tests.worker.loop_support import (
     window_counts,
     window_from,
 )
-
-
-@pytest.fixture
-def client() -> redis.Redis:
-    return fakeredis.FakeRedis()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_a_stream_is_applied_once_with_its_dead_letters(

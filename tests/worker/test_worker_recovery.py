@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-import fakeredis
 import pytest
 import redis
 
@@ -26,16 +25,6 @@ from tests.worker.loop_support import (
     make_stream,
     window_counts,
 )
-
-
-@pytest.fixture
-def client() -> redis.Redis:
-    return fakeredis.FakeRedis()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def first_part(stream: Stream, share: float) -> Logs:
