@@ -29,8 +29,9 @@ LOCALES = ("TX", "OH", "CA", "NY")
 
 
 def batch(index: int) -> WindowIncrements:
-    """600 users and 250 ips per batch; consecutive batches share 200 users and 50 ips."""
-    devices = Counter({DEVICES[i % 3]: 100 + 10 * index + i for i in range(3)})
+    """600 users and 250 ips in ~750 logins per batch; consecutive batches share 200 users and
+    50 ips."""
+    devices = Counter({DEVICES[i % 3]: 250 + 10 * index + i for i in range(3)})
     valid = sum(devices.values())
     return WindowIncrements(
         users={f"user-{n}" for n in range(index * 400, index * 400 + 600)},

@@ -37,12 +37,13 @@ SESSION_TIMEOUT_S = 10  # worker/settings.py: what a dynamic member's partitions
 
 
 def owned(lines: list[str]) -> set[int]:
-    """The partitions a worker owns after its ``assigned topic[p]@offset, ...`` and
+    """The partitions a worker owns after its ``assigned topic[p], ...`` and
     ``revoked [p, ...]`` log lines."""
     partitions: set[int] = set()
     for line in lines:
         if " assigned " in line:
-            partitions |= {int(p) for p in re.findall(r"\[(\d+)\]@", line)}
+            listed = line.split(" assigned ", 1)[1]  # the log prefix has a [pid] too
+            partitions |= {int(p) for p in re.findall(r"\[(\d+)\]", listed)}
         elif match := re.search(r" revoked \[([\d, ]*)\]", line):
             partitions -= {int(p) for p in match.group(1).split(",") if p.strip()}
     return partitions
