@@ -26,7 +26,7 @@ from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.http_probe import DEFAULT_METRICS_ADDRESS
 from loginmetrics.window import WindowLayout
-from loginmetrics.window.layout import TRACKED_VALUES
+from loginmetrics.window.layout import TRACKED_VALUES, TimeBasis
 from loginmetrics.worker.settings import WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -282,11 +282,21 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(
-        *args: Any, window: int, bucket_seconds: int, redis_prefix: str, **kwargs: Any
+        *args: Any,
+        window: int,
+        bucket_seconds: int,
+        redis_prefix: str,
+        time_basis: str,
+        retention: int,
+        **kwargs: Any,
     ) -> Any:
         with bad_parameters():
             kwargs["layout"] = WindowLayout(
-                prefix=redis_prefix, bucket_seconds=bucket_seconds, window_seconds=window
+                prefix=redis_prefix,
+                bucket_seconds=bucket_seconds,
+                window_seconds=window,
+                time_basis=TimeBasis(time_basis),
+                retention_seconds=retention,
             )
         return command(*args, **kwargs)
 
@@ -304,7 +314,25 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
                 envvar="LOGINMETRICS_BUCKET_SECONDS",
                 type=click.IntRange(min=1),
                 default=default(WindowLayout, "bucket_seconds"),
-                help="Time bucket length in seconds (processing time, Redis clock).",
+                help="Time bucket length in seconds.",
+            ),
+            _option(
+                "--time-basis",
+                envvar="LOGINMETRICS_TIME_BASIS",
+                type=click.Choice([basis.value for basis in TimeBasis]),
+                default=default(WindowLayout, "time_basis").value,
+                help="Which time puts a message in its bucket: 'processing', when a worker "
+                "applies it (Redis clock), or 'event', its payload timestamp (windows stay "
+                "right through a backlog; see docs/event-time.md). Every process of a window "
+                "must agree.",
+            ),
+            _option(
+                "--retention",
+                envvar="LOGINMETRICS_RETENTION",
+                type=click.IntRange(min=1),
+                default=default(WindowLayout, "retention_seconds"),
+                help="Seconds of minute and hour buckets kept: the oldest range 'query' and the "
+                "HTTP API can answer.",
             ),
             _option(
                 "--redis-prefix",

@@ -19,6 +19,13 @@ class BucketField(StrEnum):
     COUNTS = "counts"  # hash: valid, invalid
 
 
+class TimeBasis(StrEnum):
+    """Which clock names a message's bucket."""
+
+    PROCESSING = "processing"  # the Redis clock when a worker applies it (the original design)
+    EVENT = "event"  # the payload's ``timestamp``
+
+
 COUNT_VALID = "valid"
 COUNT_INVALID = "invalid"
 # Most values a distribution (devices, versions, locales) tracks in one bucket; the apply script
@@ -43,6 +50,9 @@ class WindowLayout:
     expiry_grace_seconds: int = 60
     # Most values a distribution tracks per bucket (tests lower it; nothing else changes it).
     tracked_values: int = TRACKED_VALUES
+    time_basis: TimeBasis = TimeBasis.PROCESSING
+    # How long rolled-up (minute and hour) buckets are kept: the oldest range one can ask for.
+    retention_seconds: int = 24 * 3600
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c.isspace() for c in self.prefix):
@@ -56,6 +66,11 @@ class WindowLayout:
         if self.tracked_values < 1:
             raise WindowConfigError(
                 f"a bucket must track at least one value, got {self.tracked_values}"
+            )
+        if self.retention_seconds < self.window_seconds:
+            raise WindowConfigError(
+                f"--retention ({self.retention_seconds} s) must be at least --window "
+                f"({self.window_seconds} s)"
             )
         if self.window_seconds < self.bucket_seconds or self.window_seconds % self.bucket_seconds:
             raise WindowConfigError(

@@ -26,10 +26,6 @@ logger = logging.getLogger(__name__)
 
 _RECORD = load_lua("loginmetrics.window", "record_layout.lua")
 
-# Buckets are named by the Redis server clock when a batch is applied (apply_batch.lua): the
-# only time basis so far. Recorded so that an event-time window can be told apart later.
-PROCESSING_TIME = "processing"
-
 # Fields of the record (a hash at WindowLayout.layout_key).
 PREFIX = "prefix"
 BUCKET_SECONDS = "bucket_seconds"
@@ -109,7 +105,7 @@ class RecordedLayout:
 
 def describe_own(layout: WindowLayout, role: Role) -> str:
     """This process's layout, worded like ``RecordedLayout.describe``."""
-    shape = f"prefix {layout.prefix}, {layout.bucket_seconds} s buckets, {PROCESSING_TIME} time"
+    shape = f"prefix {layout.prefix}, {layout.bucket_seconds} s buckets, {layout.time_basis} time"
     if role is Role.WORKER:
         return (
             f"{shape}, buckets kept for a {layout.window_seconds} s window "
@@ -135,7 +131,7 @@ def judge_layout(recorded: RecordedLayout, layout: WindowLayout, role: Role) -> 
     shared: list[tuple[str, object, object, str]] = [
         (PREFIX, recorded.prefix, layout.prefix, "prefix {}"),
         (BUCKET_SECONDS, recorded.bucket_seconds, layout.bucket_seconds, "{} s buckets"),
-        (TIME_BASIS, recorded.time_basis, PROCESSING_TIME, "{} time"),
+        (TIME_BASIS, recorded.time_basis, str(layout.time_basis), "{} time"),
     ]
     for name, stored, own, wording in shared:
         if stored is None:
