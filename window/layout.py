@@ -132,6 +132,12 @@ class WindowLayout:
         return f"{self.prefix}:aggregator:lease"
 
     @property
+    def history_key(self) -> str:
+        """Stream of the published metric events, oldest first, trimmed to --history seconds
+        (aggregator/history.py); entry ids are the Redis-clock milliseconds of each publish."""
+        return f"{self.prefix}:history"
+
+    @property
     def last_emitted_key(self) -> str:
         """End (epoch second) of the newest window a metric event was emitted for."""
         return f"{self.prefix}:aggregator:last-emitted"
