@@ -122,6 +122,37 @@ class WindowLayout:
         topic has another id, and offsets of the old one mean nothing in it."""
         return f"{self.prefix}:topic-id:{topic}"
 
+    def watermarks_key(self, topic: str) -> str:
+        """Event time: hash of partition -> its watermark (largest event time applied minus
+        the allowed delay), moved in the same compare-and-set as its applied offset."""
+        return f"{self.prefix}:watermarks:{topic}"
+
+    def caught_up_key(self, topic: str) -> str:
+        """Event time: hash of partition -> "<since>:<seen>" (Redis clock) while a worker finds
+        it caught up with the end of its log: an idle partition holds no window back."""
+        return f"{self.prefix}:caught-up:{topic}"
+
+    @property
+    def first_bucket_key(self) -> str:
+        """Event time: the oldest bucket any message was applied to (where emission starts)."""
+        return f"{self.prefix}:first-bucket"
+
+    @property
+    def late_buckets_key(self) -> str:
+        """Event time: sorted set of buckets written after a window holding them was emitted;
+        the aggregator emits those windows again with their next revision."""
+        return f"{self.prefix}:late-buckets"
+
+    @property
+    def revisions_key(self) -> str:
+        """Event time: hash of "<window seconds>:<end>" -> the last revision emitted."""
+        return f"{self.prefix}:aggregator:revisions"
+
+    @property
+    def pruned_before_key(self) -> str:
+        """Event time: every second bucket before this start was deleted by the aggregator."""
+        return f"{self.prefix}:aggregator:pruned-before"
+
     @property
     def layout_key(self) -> str:
         """Hash: the layout recorded by the first process that wrote (window/layout_record.py)."""
