@@ -172,3 +172,46 @@ class WindowLayout:
     def last_emitted_key(self) -> str:
         """End (epoch second) of the newest window a metric event was emitted for."""
         return f"{self.prefix}:aggregator:last-emitted"
+
+    # Coarser tiers (issue 22): finished second buckets roll up into minute buckets and minutes
+    # into hours (window/rollup.py), each kept for --retention, so that a long range reads a few
+    # coarse buckets. Keys: <prefix>:minute:<start>:<field> and <prefix>:hour:<start>:<field>,
+    # the same fields as a second bucket.
+    @property
+    def has_tiers(self) -> bool:
+        """Minutes can be built from whole buckets only when a bucket divides a minute."""
+        return MINUTE_SECONDS % self.bucket_seconds == 0
+
+    def tier_seconds(self, tier: Tier) -> int:
+        if tier is Tier.BUCKET:
+            return self.bucket_seconds
+        return MINUTE_SECONDS if tier is Tier.MINUTE else HOUR_SECONDS
+
+    def tier_key_prefix(self, tier: Tier) -> str:
+        """Prefix of a tier's keys; ``Tier.BUCKET`` gives ``bucket_key_prefix``."""
+        return f"{self.prefix}:{tier.value}:"
+
+    def tier_key(self, tier: Tier, start: int, field: BucketField) -> str:
+        return f"{self.tier_key_prefix(tier)}{start}:{field.value}"
+
+    def tier_ttl_seconds(self, tier: Tier) -> int:
+        """How long a minute or hour bucket lives after it is rolled up (at or after its end):
+        the whole retention past its end, plus the grace."""
+        return self.retention_seconds + self.tier_seconds(tier) + self.expiry_grace_seconds
+
+    def rolled_key(self, tier: Tier) -> str:
+        """Start (epoch second) of the newest minute or hour bucket rolled up; the rollup
+        script checks and moves it, so no bucket is rolled twice."""
+        return f"{self.prefix}:rolled:{tier.value}"
+
+
+MINUTE_SECONDS = 60
+HOUR_SECONDS = 3600
+
+
+class Tier(StrEnum):
+    """How long a bucket is: the workers' second buckets and the rolled-up tiers."""
+
+    BUCKET = "bucket"  # --bucket-seconds, written by the workers
+    MINUTE = "minute"
+    HOUR = "hour"
