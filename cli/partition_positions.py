@@ -1,11 +1,11 @@
-"""Where the input topic's partitions stand, from Kafka (watermarks, topic id, the group's members
-and commits) and from the window (applied offsets): what ``status`` and ``offsets`` show."""
+"""The Kafka side of where the input topic's partitions stand (watermarks, topic id, the group's
+members and commits) for ``status`` and ``offsets``; the positions themselves are
+``aggregator.partition_positions``'s, which the HTTP API shows too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -17,47 +17,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+# Re-exported: offsets_command and its tests take them from here.
+from loginmetrics.aggregator.partition_positions import GroupMembers as GroupMembers
+from loginmetrics.aggregator.partition_positions import PartitionPosition as PartitionPosition
+from loginmetrics.aggregator.partition_positions import positions as positions
 from loginmetrics.cli.broker import BrokerWatch, topic_partitions
 from loginmetrics.runtime.clients import bootstrap_servers
 
 ADMIN_TIMEOUT_SECONDS = 15.0
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionPosition:
-    """One partition: the window's last applied offset, the log's bounds and the group's commit
-    (Kafka's convention: the next offset to read)."""
-
-    partition: int
-    applied: int | None
-    low: int
-    high: int
-    committed: int | None = None
-
-    @property
-    def next_offset(self) -> int:
-        """Where a worker taking the partition now starts reading: after the applied offset
-        (Redis decides, not Kafka's commit); without one at the group's commit, else at the
-        earliest offset (auto.offset.reset=earliest)."""
-        if self.applied is not None:
-            return self.applied + 1
-        if self.committed is not None and self.committed >= 0:
-            return self.committed
-        return self.low
-
-    @property
-    def lag(self) -> int:
-        """Messages the window has not applied yet (retention may have removed some)."""
-        return max(0, self.high - max(self.next_offset, self.low))
-
-
-@dataclass(frozen=True, slots=True)
-class GroupMembers:
-    """The consumer group as the broker describes it."""
-
-    state: str
-    members: tuple[str, ...]  # "client id on host", one per member
 
 
 def _result(future: Future[T], what: str) -> T:
@@ -143,14 +111,3 @@ class KafkaPositions:
             raise click.ClickException(
                 f"Kafka refused the commit of {', '.join(str(tp) for tp in refused)}"
             )
-
-
-def positions(
-    applied: Mapping[int, int | None],
-    watermarks: Mapping[int, tuple[int, int]],
-    committed: Mapping[int, int | None],
-) -> list[PartitionPosition]:
-    return [
-        PartitionPosition(p, applied.get(p), low, high, committed.get(p))
-        for p, (low, high) in sorted(watermarks.items())
-    ]
