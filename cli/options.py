@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli.config import (
     KafkaSetting,
@@ -450,3 +451,47 @@ def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, **kwargs)
 
     return _apply([metrics_topic, emit_interval, lease_seconds, max_distribution_values], wrapper)
+
+
+def http_api(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the HTTP API's options and hands the command ``api_settings`` (without the Kafka
+    side of its status, which the command adds: it knows the input topic and group)."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any, http_port: int | None, http_address: str, history: int, **kwargs: Any
+    ) -> Any:
+        kwargs["api_settings"] = ApiSettings(
+            port=http_port, address=http_address, history_seconds=history
+        )
+        return command(*args, **kwargs)
+
+    return _apply(
+        [
+            _option(
+                "--http-port",
+                envvar="LOGINMETRICS_HTTP_PORT",
+                type=click.IntRange(min=1, max=65535),
+                default=None,
+                help="Serve the HTTP API (/api/v1/window, /api/v1/events, /api/v1/status) and the "
+                "live page (/) on this port (of --http-address); off when unset.",
+            ),
+            _option(
+                "--http-address",
+                envvar="LOGINMETRICS_HTTP_ADDRESS",
+                default=default(ApiSettings, "address"),
+                show_default="every interface, IPv4 and IPv6",
+                metavar="HOST",
+                help="Interface --http-port listens on, e.g. 127.0.0.1 for this host only; empty "
+                "for every interface.",
+            ),
+            _option(
+                "--history",
+                envvar="LOGINMETRICS_HISTORY",
+                type=click.IntRange(min=1),
+                default=default(ApiSettings, "history_seconds"),
+                help="Seconds of published metric events kept in Redis for /api/v1/events.",
+            ),
+        ],
+        wrapper,
+    )
