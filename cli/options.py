@@ -27,6 +27,7 @@ from loginmetrics.runtime.clients import SentinelConfig, parse_addresses
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.runtime.http_probe import DEFAULT_METRICS_ADDRESS
 from loginmetrics.window import WindowLayout
+from loginmetrics.window.event_time import EventTimePolicy
 from loginmetrics.window.layout import TRACKED_VALUES, TimeBasis
 from loginmetrics.worker.settings import WorkerSettings
 
@@ -289,6 +290,10 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
         redis_prefix: str,
         time_basis: str,
         retention: int,
+        max_delay: float,
+        allowed_lateness: float,
+        max_future: float,
+        idle_after: float,
         **kwargs: Any,
     ) -> Any:
         with bad_parameters():
@@ -298,6 +303,12 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
                 window_seconds=window,
                 time_basis=TimeBasis(time_basis),
                 retention_seconds=retention,
+                event_time=EventTimePolicy(
+                    max_delay_seconds=max_delay,
+                    allowed_lateness_seconds=allowed_lateness,
+                    max_future_seconds=max_future,
+                    idle_after_seconds=idle_after,
+                ),
             )
         return command(*args, **kwargs)
 
@@ -334,6 +345,40 @@ def window_layout(command: Callable[..., Any]) -> Callable[..., Any]:
                 default=default(WindowLayout, "retention_seconds"),
                 help="Seconds of minute and hour buckets kept: the oldest range 'query' and the "
                 "HTTP API can answer.",
+            ),
+            _option(
+                "--max-delay",
+                envvar="LOGINMETRICS_MAX_DELAY",
+                type=click.FloatRange(min=0),
+                default=default(EventTimePolicy, "max_delay_seconds"),
+                help="Event time: seconds a partition's watermark trails its newest event, for "
+                "messages that arrive a little out of order; each window closes this much after "
+                "its end.",
+            ),
+            _option(
+                "--allowed-lateness",
+                envvar="LOGINMETRICS_ALLOWED_LATENESS",
+                type=click.FloatRange(min=0),
+                default=default(EventTimePolicy, "allowed_lateness_seconds"),
+                help="Event time: a message behind the watermark by up to this many seconds still "
+                "counts, and the windows already emitted with it are emitted again (revision + "
+                "1); later ones go to the dead-letter queue as too_late.",
+            ),
+            _option(
+                "--max-future",
+                envvar="LOGINMETRICS_MAX_FUTURE",
+                type=click.FloatRange(min=0),
+                default=default(EventTimePolicy, "max_future_seconds"),
+                help="Event time: a timestamp more than this many seconds ahead of the Redis "
+                "clock goes to the dead-letter queue as future_timestamp.",
+            ),
+            _option(
+                "--idle-after",
+                envvar="LOGINMETRICS_IDLE_AFTER",
+                type=click.FloatRange(min=0),
+                default=default(EventTimePolicy, "idle_after_seconds"),
+                help="Event time: a partition caught up with its log for this many seconds is "
+                "idle and holds no window back.",
             ),
             _option(
                 "--redis-prefix",

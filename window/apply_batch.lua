@@ -3,30 +3,41 @@
 --
 -- KEYS[1]  hash of the input topic's applied offsets: field = partition, value = last offset
 --          whose effect is in the window
+-- KEYS[2]  event time: hash of the partitions' watermarks (written with the offsets)
+-- KEYS[3]  event time: the end of the newest window emitted (the aggregator's claim)
+-- KEYS[4]  event time: sorted set of buckets written after a window holding them was emitted
+-- KEYS[5]  event time: the oldest bucket written
 -- ARGV[1]  bucket key prefix, e.g. "loginmetrics:bucket:"
 -- ARGV[2]  bucket length in seconds
 -- ARGV[3]  TTL of the bucket keys in seconds
 -- ARGV[4]  JSON batch:
 --          {"offsets": [[partition, expected, applied], ...],
 --           -- offsets are decimal strings (exact beyond 2^53); expected "" when nothing is stored
---           "users": [...], "ips": [...],
---           "devices": {name: n}, "versions": {name: n}, "locales": {name: n},
---           "valid": n, "invalid": n}
+--           processing time, one bucket: the increments at the top level,
+--             "users": [...], "ips": [...],
+--             "devices": {name: n}, "versions": {name: n}, "locales": {name: n},
+--             "valid": n, "invalid": n
+--           event time: "buckets": [[start, increments as above], ...],
+--             "watermarks": [[partition, watermark], ...]}
 -- ARGV[5]  most values one bucket's distribution tracks (TRACKED_VALUES in window/layout.py)
 -- ARGV[6]  the member that counts every value beyond them: "__other__"
 --
--- Keys written, B = start second of the current bucket by the Redis server clock:
+-- Keys written per bucket B (processing time: the start second of the current bucket by the
+-- Redis server clock; event time: each bucket the batch names):
 --   <prefix>B:users, <prefix>B:ips        HyperLogLog (PFADD)
 --   <prefix>B:devices, :versions, :locales sorted sets (ZINCRBY), at most ARGV[5] members plus
 --                                          ARGV[6]: a bucket's memory is bounded whatever the
 --                                          traffic, and each still sums to the valid count
 --   <prefix>B:counts                       hash with fields valid, invalid (HINCRBY)
--- The bucket comes from the server clock so that every worker, on any host, writes the bucket
--- the aggregator will read, and a bucket the aggregator has read is never written again.
+-- In processing time the bucket comes from the server clock so that every worker, on any host,
+-- writes the bucket the aggregator will read, and a bucket the aggregator has read is never
+-- written again. In event time a bucket older than the newest emitted window end is noted in
+-- KEYS[4], so that the windows holding it are emitted again.
 -- Bucket keys are derived here rather than passed in KEYS: this targets a single Redis, not Cluster.
 --
--- Returns {1, B} when applied, {0, partition, stored} when a partition's stored offset is not
--- the expected one (another worker owns it now); nothing is written then.
+-- Returns {1, B, now} when applied (B: the newest bucket written, now: the Redis clock in
+-- seconds), {0, partition, stored} when a partition's stored offset is not the expected one
+-- (another worker owns it now); nothing is written then.
 
 local batch = cjson.decode(ARGV[4])
 
@@ -39,8 +50,6 @@ end
 
 local now = redis.call('TIME')
 local bucket_seconds = tonumber(ARGV[2])
-local bucket = math.floor(tonumber(now[1]) / bucket_seconds) * bucket_seconds
-local base = ARGV[1] .. bucket .. ':'
 local ttl = tonumber(ARGV[3])
 
 -- unpack() is bounded by the Lua C stack, so large sets go in chunks.
@@ -73,19 +82,45 @@ local function zincr(key, counts)
   if touched then redis.call('EXPIRE', key, ttl) end
 end
 
-pfadd(base .. 'users', batch.users)
-pfadd(base .. 'ips', batch.ips)
-zincr(base .. 'devices', batch.devices)
-zincr(base .. 'versions', batch.versions)
-zincr(base .. 'locales', batch.locales)
+local function write(bucket, increments)
+  local base = ARGV[1] .. bucket .. ':'
+  pfadd(base .. 'users', increments.users)
+  pfadd(base .. 'ips', increments.ips)
+  zincr(base .. 'devices', increments.devices)
+  zincr(base .. 'versions', increments.versions)
+  zincr(base .. 'locales', increments.locales)
+  local counts = base .. 'counts'
+  redis.call('HINCRBY', counts, 'valid', increments.valid)
+  redis.call('HINCRBY', counts, 'invalid', increments.invalid)
+  redis.call('EXPIRE', counts, ttl)
+end
 
-local counts = base .. 'counts'
-redis.call('HINCRBY', counts, 'valid', batch.valid)
-redis.call('HINCRBY', counts, 'invalid', batch.invalid)
-redis.call('EXPIRE', counts, ttl)
+local newest
+if batch.buckets then
+  local emitted = tonumber(redis.call('GET', KEYS[3]) or '')
+  local first = tonumber(redis.call('GET', KEYS[5]) or '')
+  for _, entry in ipairs(batch.buckets) do
+    local bucket = entry[1]
+    write(bucket, entry[2])
+    if emitted and bucket < emitted then
+      redis.call('ZADD', KEYS[4], bucket, bucket)
+    end
+    if not first or bucket < first then
+      first = bucket
+      redis.call('SET', KEYS[5], bucket)
+    end
+    if not newest or bucket > newest then newest = bucket end
+  end
+  for _, mark in ipairs(batch.watermarks) do
+    redis.call('HSET', KEYS[2], mark[1], mark[2])
+  end
+else
+  newest = math.floor(tonumber(now[1]) / bucket_seconds) * bucket_seconds
+  write(newest, batch)
+end
 
 for _, advance in ipairs(batch.offsets) do
   redis.call('HSET', KEYS[1], advance[1], advance[3])
 end
 
-return {1, bucket}
+return {1, newest or '', now[1] .. '.' .. string.format('%06d', tonumber(now[2]))}

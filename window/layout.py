@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from loginmetrics.window.errors import WindowConfigError
+from loginmetrics.window.event_time import EventTimePolicy
 
 
 class BucketField(StrEnum):
@@ -51,6 +52,8 @@ class WindowLayout:
     # Most values a distribution tracks per bucket (tests lower it; nothing else changes it).
     tracked_values: int = TRACKED_VALUES
     time_basis: TimeBasis = TimeBasis.PROCESSING
+    # Event time's delays and limits (unused in processing time).
+    event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
     # How long rolled-up (minute and hour) buckets are kept: the oldest range one can ask for.
     retention_seconds: int = 24 * 3600
 
@@ -84,7 +87,11 @@ class WindowLayout:
 
     @property
     def ttl_seconds(self) -> int:
-        """How long a bucket's keys live after their last write."""
+        """How long a bucket's keys live after their last write. In event time a bucket must
+        outlive a catch-up however long it takes: the aggregator deletes it once the watermark
+        has passed its windows and their lateness, and this is only the backstop."""
+        if self.time_basis is TimeBasis.EVENT:
+            return self.retention_seconds
         return self.window_seconds + self.bucket_seconds + self.expiry_grace_seconds
 
     def bucket_start(self, epoch_seconds: float) -> int:

@@ -20,6 +20,7 @@ from loginmetrics.window import ApplyOutcome, WindowWriter
 from loginmetrics.worker.batches import PendingBatch, WorkerStats
 from loginmetrics.worker.consumer_errors import raise_if_fatal
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
+from loginmetrics.worker.event_fold import ServerClock
 from loginmetrics.worker.fold import (
     FoldedBatch,
     Record,
@@ -31,11 +32,30 @@ from loginmetrics.worker.owned_partitions import OwnedPartitions
 from loginmetrics.worker.positions import Positions, Seeker
 from loginmetrics.worker.retry import RetryLater, call_redis
 from loginmetrics.worker.topic_inspector import TopicInspector
+from loginmetrics.worker.validation import DEFAULT_MAX_FIELD_BYTES, DEFAULT_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
-# fold_batch with the settings' size limits bound
-Fold = Callable[[Sequence[Record], Mapping[int, int | None]], FoldedBatch]
+# Folds records on top of the partitions' applied offsets and watermarks (event time; a
+# processing-time fold ignores them): fold_batch or fold_event_batch with the settings bound.
+Fold = Callable[
+    [Sequence[Record], Mapping[int, int | None], Mapping[int, float | None]], FoldedBatch
+]
+
+
+def processing_fold(
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
+) -> Fold:
+    def fold(
+        records: Sequence[Record],
+        applied: Mapping[int, int | None],
+        _watermarks: Mapping[int, float | None],
+    ) -> FoldedBatch:
+        return fold_batch(records, applied, max_bytes, max_field_bytes)
+
+    return fold
+
+
 # How often a worker checks that the window still holds the offsets it applied. A Redis that
 # lost its last writes (a lagging replica promoted, a restart from an older snapshot) refuses
 # the partition's next batch; this finds it when no next batch comes.
@@ -70,17 +90,19 @@ class BatchStep:
         stop: threading.Event,
         *,
         topic: str,
-        fold: Fold = fold_batch,
+        fold: Fold | None = None,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
         metrics: WorkerMetrics | None = None,
         inspector: TopicInspector | None = None,
+        server_clock: ServerClock | None = None,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
         self._consumer = consumer
         self._stop = stop
-        self._fold_batch = fold
+        self._fold_batch = fold or processing_fold()
+        self._server_clock = server_clock
         self._clock = clock
         self._metrics = metrics or worker_metrics()
         self.owned = OwnedPartitions()
@@ -171,12 +193,13 @@ class BatchStep:
         self, records: Sequence[Record], applied: Mapping[int, int | None]
     ) -> PendingBatch | None:
         """``records`` folded on top of ``applied`` (the offsets in the window by then)."""
-        folded = self._fold_batch(records, applied)
+        marks = self.owned.watermarks()
+        folded = self._fold_batch(records, applied, marks)
         raise_if_fatal(folded.kafka_errors)
         if folded.behind:  # the consumer was moved under this worker: placed again
             self._positions.went_back(folded.behind, applied)
             applied = {p: o for p, o in applied.items() if p not in folded.behind}
-            folded = self._fold_batch(records, applied)
+            folded = self._fold_batch(records, applied, marks)
         self._positions.count_gaps(applied, folded.first_offsets)
         if not folded.last_offsets:
             return None
@@ -197,20 +220,25 @@ class BatchStep:
                 )
         self.owned.confirm_letters(pending.folded.last_offsets)
         started = self._clock()
-        outcome = call_redis(
-            lambda: self._writer.apply_batch(pending.advances, pending.folded.increments),
-            "apply a batch",
-        )
+        outcome = call_redis(lambda: self._apply(pending), "apply a batch")
         seconds = self._clock() - started
         self._batch = None
         if outcome.applied:
-            self._took(pending, seconds)
+            self._took(pending, outcome, seconds)
         else:
             self._metrics.batch_refused(seconds)
             self._refused(pending, outcome)
 
-    def _took(self, pending: PendingBatch, seconds: float) -> None:
-        self.owned.advance(pending.folded.last_offsets)
+    def _apply(self, pending: PendingBatch) -> ApplyOutcome:
+        folded = pending.folded
+        if folded.buckets is None:
+            return self._writer.apply_batch(pending.advances, folded.increments)
+        return self._writer.apply_event_batch(pending.advances, folded.buckets, folded.watermarks)
+
+    def _took(self, pending: PendingBatch, outcome: ApplyOutcome, seconds: float) -> None:
+        if self._server_clock is not None and outcome.server_time is not None:
+            self._server_clock.observe(outcome.server_time)
+        self.owned.advance(pending.folded.last_offsets, pending.folded.watermarks)
         self._consumer.commit(self.owned.committable())
         increments = pending.folded.increments
         self.stats.add(increments.valid, increments.invalid)

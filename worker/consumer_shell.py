@@ -11,15 +11,17 @@ from contextlib import suppress
 from functools import partial
 from typing import Any
 
+import redis
 from confluent_kafka import KafkaException, TopicPartition
 
 from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
 from loginmetrics.window import WindowWriter
-from loginmetrics.worker.batch_step import BatchStep, LoopState
+from loginmetrics.window.layout import TimeBasis
+from loginmetrics.worker.batch_step import BatchStep, Fold, LoopState, processing_fold
 from loginmetrics.worker.batches import WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
-from loginmetrics.worker.fold import fold_batch
+from loginmetrics.worker.event_fold import ServerClock, fold_event_batch
 from loginmetrics.worker.metrics import worker_metrics
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import TopicInspector
@@ -31,6 +33,9 @@ COMMITTED_TIMEOUT_SECONDS = 5.0
 # Longest single wait while work is pending: the consumer is polled at least this often, so the
 # group keeps the member and rebalances are answered.
 PENDING_POLL_SECONDS = 0.5
+# Event time: how often a worker tells which of its partitions are caught up (well inside
+# event_time.STALE_MARK_SECONDS, after which the aggregator no longer believes it).
+CAUGHT_UP_REPORT_SECONDS = 1.0
 CLOSE_FLUSH_SECONDS = 10.0
 
 
@@ -60,6 +65,7 @@ class ConsumerShell:
         self._stop = stop
         self._clock = clock
         self._metrics = worker_metrics()
+        self._server_clock = ServerClock()
         self._dead_letters = DeadLetterSender(producer, settings.input_topic, settings.dlq_topic)
         self.batch = BatchStep(
             writer,
@@ -67,15 +73,12 @@ class ConsumerShell:
             self,
             stop,
             topic=settings.input_topic,
-            fold=partial(
-                fold_batch,
-                max_bytes=settings.max_message_bytes,
-                max_field_bytes=settings.max_field_bytes,
-            ),
+            fold=_fold_for(settings, self._server_clock),
             clock=clock,
             backoff=backoff,
             metrics=self._metrics,
             inspector=inspector,  # checks the window's offsets against the topic on placement
+            server_clock=self._server_clock,
         )
         self._delay = 0.0
         self._probe = probe or NoProbe()
@@ -84,6 +87,9 @@ class ConsumerShell:
         self._callback_error: BaseException | None = None
         self._last_progress = clock()
         self._progress_messages = 0
+        self._writer = writer
+        self._event_time = settings.layout.time_basis is TimeBasis.EVENT
+        self._caught_up_at = clock()
 
     @property
     def stats(self) -> WorkerStats:
@@ -120,6 +126,7 @@ class ConsumerShell:
             error, self._callback_error = self._callback_error, None
             raise error
         self._delay = self.batch.step(records or [])
+        self._report_caught_up()
         self._report_health()
         self._log_progress()
         return self._delay
@@ -197,6 +204,32 @@ class ConsumerShell:
         self._metrics.lags(self._topic, dict.fromkeys(numbers, 0))  # its new owner reports it
         logger.info("revoked %s", numbers)
 
+    # -- event time: idle partitions -------------------------------------------------------
+
+    def _report_caught_up(self) -> None:
+        """Event time: tell the window which partitions are caught up with their log's end, so
+        that one with nothing to read does not hold every window back. Advice only: a failure
+        is left to the batch loop, which meets the same Redis."""
+        if not self._event_time or self._clock() < self._caught_up_at:
+            return
+        self._caught_up_at = self._clock() + CAUGHT_UP_REPORT_SECONDS
+        owned = self.batch.owned
+        consuming = {} if self.batch.waiting else owned.consuming()
+        marks = {p: p in consuming and self._caught_up(p, consuming[p]) for p in owned}
+        try:
+            self._writer.mark_caught_up(marks)
+        except redis.RedisError as exc:
+            logger.debug("could not mark caught-up partitions: %s", exc)
+
+    def _caught_up(self, partition: int, applied: int | None) -> bool:
+        ends = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, partition), cached=True
+        )
+        if ends is None or ends[1] < 0:  # not known yet
+            return False
+        low, high = int(ends[0]), int(ends[1])
+        return (low if applied is None else applied + 1) >= high
+
     # -- health and progress ---------------------------------------------------------------
 
     def _report_health(self) -> None:
@@ -224,3 +257,18 @@ class ConsumerShell:
         )
         self._last_progress = now
         self._progress_messages = self.stats.messages
+
+
+def _fold_for(settings: WorkerSettings, server_clock: ServerClock) -> Fold:
+    """The fold of the window's time basis, with the settings' limits bound."""
+    layout = settings.layout
+    if layout.time_basis is TimeBasis.PROCESSING:
+        return processing_fold(settings.max_message_bytes, settings.max_field_bytes)
+    return partial(
+        fold_event_batch,
+        policy=layout.event_time,
+        bucket_seconds=layout.bucket_seconds,
+        server_clock=server_clock,
+        max_bytes=settings.max_message_bytes,
+        max_field_bytes=settings.max_field_bytes,
+    )

@@ -57,6 +57,10 @@ class FoldedBatch:
     # partition -> first offset consumed at or below its applied offset: the consumer went back
     # under the worker (a position reset), since a seek drops what was fetched before it.
     behind: dict[int, int] = field(default_factory=dict)
+    # Event time: bucket start -> its increments (``increments`` then only counts them), and
+    # the watermark each folded partition reaches. None in processing time.
+    buckets: dict[int, WindowIncrements] | None = None
+    watermarks: dict[int, float] = field(default_factory=dict)
 
     def book(self, partition: int, first: int, last: int) -> None:
         """Offsets ``first`` .. ``last`` of ``partition`` were folded (nothing if NO_OFFSET)."""
@@ -144,7 +148,7 @@ def fold_batch(
         if event is None:
             event = validate(value, max_bytes, max_field_bytes)  # the verdict, and the reason
         if isinstance(event, Rejection):
-            reject(RejectedRecord(partition, offset, _timestamp_ms(record), value, event))
+            reject(RejectedRecord(partition, offset, timestamp_ms(record), value, event))
             continue
         user, ip = event.user_id, event.ip
         profile = (event.device_type, event.app_version, event.locale)
@@ -153,7 +157,7 @@ def fold_batch(
         add_ip(ip)
         profiles[profile] = 1 if count is None else count + 1
     folded.book(run_partition, first, last)
-    folded.increments = _increments(users, ips, profiles, invalid=len(folded.rejected))
+    folded.increments = increments_of(users, ips, profiles, invalid=len(folded.rejected))
     return folded
 
 
@@ -171,7 +175,7 @@ def first_offsets(records: Sequence[Record]) -> tuple[dict[int, int], list[Any]]
     return first, errors
 
 
-def _increments(
+def increments_of(
     users: set[str], ips: set[str], profiles: dict[tuple[str, str, str], int], invalid: int
 ) -> WindowIncrements:
     increments = WindowIncrements(users=users, ips=ips, invalid=invalid)
@@ -183,6 +187,6 @@ def _increments(
     return increments
 
 
-def _timestamp_ms(record: Record) -> int | None:
+def timestamp_ms(record: Record) -> int | None:
     kind, value = record.timestamp()
     return value if kind else None  # kind 0: TIMESTAMP_NOT_AVAILABLE

@@ -1,6 +1,7 @@
 """The one owner of what a worker knows about each partition it owns: the offset applied to the
-window, the offset up to which its dead letters are confirmed, and where the consumer must be
-moved before the partition is consumed again. Nothing else writes these."""
+window (and in event time the watermark that goes with it), the offset up to which its dead
+letters are confirmed, and where the consumer must be moved before the partition is consumed
+again. Nothing else writes these."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class OffsetWentBackError(ValueError):
 class _Partition:
     phase: Phase
     applied: int | None = None  # last offset whose effect is in the window; None: none yet
+    watermark: float | None = None  # event time: stored with ``applied``; None: none yet
     lettered: int = NO_OFFSET  # every dead letter up to here is confirmed by the broker
     seek_to: int | None = STAY  # SEEKING: where the consumer goes next
     fallback: int | None = STAY  # REWINDING: where to read if the window holds no offset
@@ -78,6 +80,14 @@ class OwnedPartitions:
         """Partition -> applied offset, of the partitions whose messages may be folded now."""
         return {
             p: state.applied
+            for p, state in self._partitions.items()
+            if state.phase is Phase.CONSUMING
+        }
+
+    def watermarks(self) -> dict[int, float | None]:
+        """Partition -> watermark (event time), of the consuming partitions."""
+        return {
+            p: state.watermark
             for p, state in self._partitions.items()
             if state.phase is Phase.CONSUMING
         }
@@ -125,16 +135,24 @@ class OwnedPartitions:
         first message, with no offset applied and no dead letter confirmed."""
         for state in self._partitions.values():
             state.applied, state.lettered, state.fallback = None, NO_OFFSET, STAY
+            state.watermark = None
             if state.phase is not Phase.PLACING:  # a placing one is placed at the start too
                 state.phase, state.seek_to = Phase.SEEKING, OFFSET_BEGINNING
 
     # -- moving a partition ----------------------------------------------------------------
 
-    def place(self, partition: int, applied: int | None, seek_to: int | None) -> None:
+    def place(
+        self,
+        partition: int,
+        applied: int | None,
+        seek_to: int | None,
+        watermark: float | None = None,
+    ) -> None:
         """Where the window stands for a partition being placed: move the consumer there."""
         state = self._partitions[partition]
         if state.phase is Phase.PLACING:
             state.applied, state.phase, state.seek_to = applied, Phase.SEEKING, seek_to
+            state.watermark = watermark if applied is not None else None
 
     def rewind(self, partition: int, fallback: int) -> None:
         """The window may hold another offset than ours: read it again and go there, or to
@@ -143,13 +161,16 @@ class OwnedPartitions:
         if state is not None and state.phase is not Phase.PLACING:
             state.phase, state.seek_to, state.fallback = Phase.REWINDING, STAY, fallback
 
-    def rewound(self, partition: int, stored: int | None) -> int | None:
-        """The window holds ``stored`` for a rewinding partition: it becomes the applied
-        offset, and the consumer goes to the offset after it (or the fallback). Returns the
-        offset the partition had applied before."""
+    def rewound(
+        self, partition: int, stored: int | None, watermark: float | None = None
+    ) -> int | None:
+        """The window holds ``stored`` (and ``watermark``) for a rewinding partition: it becomes
+        the applied offset, and the consumer goes to the offset after it (or the fallback).
+        Returns the offset the partition had applied before."""
         state = self._partitions[partition]
         ours = state.applied
         state.applied, state.phase = stored, Phase.SEEKING
+        state.watermark = watermark if stored is not None else None
         state.seek_to = state.fallback if stored is None else stored + 1
         return ours
 
@@ -173,9 +194,15 @@ class OwnedPartitions:
 
     # -- a batch ---------------------------------------------------------------------------
 
-    def advance(self, advances: Mapping[int, int]) -> None:
-        """A batch was applied: partition -> its new applied offset (partitions no longer
-        owned are skipped; the compare-and-set already judged them)."""
+    def advance(
+        self, advances: Mapping[int, int], watermarks: Mapping[int, float] | None = None
+    ) -> None:
+        """A batch was applied: partition -> its new applied offset, and in event time its
+        watermark (partitions no longer owned are skipped; the compare-and-set already judged
+        them)."""
+        for partition, mark in (watermarks or {}).items():
+            if partition in self._partitions:
+                self._partitions[partition].watermark = mark
         for partition, last in advances.items():
             state = self._partitions.get(partition)
             if state is None:

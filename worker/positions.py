@@ -106,6 +106,7 @@ class Positions:
         placing = self._owned.in_phase(Phase.PLACING)
         applied = call_redis(lambda: self._writer.applied_offsets(placing), "read applied offsets")
         applied = self._restart_truncated(applied)
+        marks = call_redis(lambda: self._writer.watermarks(placing), "read watermarks")
         unread = [p for p in placing if applied[p] is None]
         committed = self._committed(unread) if unread and not recreated else {}
         for partition in placing:
@@ -117,7 +118,7 @@ class Positions:
             else:
                 stands = committed.get(partition)  # none committed: auto.offset.reset, earliest
                 target = OFFSET_BEGINNING if stands is None else stands
-            self._owned.place(partition, last, target)
+            self._owned.place(partition, last, target, marks[partition])
         logger.info("placed %s", ", ".join(f"{self._topic}[{p}]@{applied[p]}" for p in placing))
 
     def _adopt_topic(self) -> bool:
@@ -188,8 +189,9 @@ class Positions:
         stored = call_redis(lambda: self._writer.applied_offsets(rewinding), "read applied offsets")
         if any(stored[p] is None for p in rewinding) and self._adopt_topic():
             return  # the offsets went with a recreated topic: every partition starts over
+        marks = call_redis(lambda: self._writer.watermarks(rewinding), "read watermarks")
         for partition in rewinding:
-            ours = self._owned.rewound(partition, stored[partition])
+            ours = self._owned.rewound(partition, stored[partition], marks[partition])
             _report_rewind(partition, ours, stored[partition], self._owned.seeks()[partition])
 
     # -- seeking ---------------------------------------------------------------------------

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     EMPTY_VALUE = "empty_value"
     VALUE_TOO_LONG = "value_too_long"
     TOO_LARGE = "too_large"
+    # Event time only: valid, but its timestamp cannot be placed in the window.
+    TOO_LATE = "too_late"
+    FUTURE_TIMESTAMP = "future_timestamp"
 
 
 class LoginEvent(msgspec.Struct, frozen=True, gc=False):
