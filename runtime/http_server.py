@@ -1,17 +1,20 @@
-"""A small HTTP/1.0 server for GET endpoints (the probes, ``/metrics``) that idle or slow clients
-cannot exhaust: one event loop holds every connection, a few threads build the answers."""
+"""A small HTTP/1.0 server for GET endpoints (the probes, ``/metrics``, the aggregator's API and
+page) that idle or slow clients cannot exhaust: one event loop holds every connection, a few
+threads build the answers."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
+from urllib.parse import parse_qsl, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,10 @@ GONE = (TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.Limi
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
-    path: str
+    path: str  # without the query string
     headers: Mapping[str, str]  # names in lower case
+    # The query string's parameters, percent-decoded; each name at most once.
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,33 +51,55 @@ class Reply:
     status: HTTPStatus
     content_type: str
     body: bytes
+    # More header lines (name, value); Content-Type, Content-Length and Connection are written
+    # from the fields above.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Answer = Callable[[Request], Reply]
 
-BAD_REQUEST = Reply(HTTPStatus.BAD_REQUEST, "text/plain; charset=utf-8", b"bad request\n")
 NOT_ALLOWED = Reply(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", b"GET only\n")
+JSON = "application/json"
 
 
-def parse_head(head: bytes) -> Request | None:
-    """The request a head (request line and headers) asks for, or None when it is malformed."""
+def error_reply(status: HTTPStatus, reason: str) -> Reply:
+    """``{"error": reason}``: what a script (or the page) reads when it asked wrongly."""
+    return Reply(status, JSON, json.dumps({"error": reason}).encode() + b"\n")
+
+
+class MalformedRequestError(ValueError):
+    """A request head this server does not take; the message says why."""
+
+
+def parse_head(head: bytes) -> Request:
+    """The request a head (request line and headers) asks for; ``MalformedRequestError`` says why
+    it cannot be taken (a malformed request line, a query parameter given twice)."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None
+        raise MalformedRequestError("malformed request line")
     headers = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if colon:
             headers[name.strip().lower()] = value.strip()
-    return Request(parts[0], parts[1].split("?", 1)[0], headers)
+    target = urlsplit(parts[1])
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(target.query, keep_blank_values=True):
+        if name in query:
+            # Which one would count is a guess either way (frameworks differ): refuse both.
+            raise MalformedRequestError(f"parameter {name!r} given more than once")
+        query[name] = value
+    return Request(parts[0], target.path, headers, query)
 
 
 def encode_reply(reply: Reply, with_body: bool) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
     head = (
         f"HTTP/1.0 {reply.status.value} {reply.status.phrase}\r\n"
         f"Content-Type: {reply.content_type}\r\n"
         f"Content-Length: {len(reply.body)}\r\n"
+        f"{extra}"
         "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + (reply.body if with_body else b"")
@@ -84,13 +111,21 @@ class BoundedHttpServer:
     ``address`` is a host name or IP literal; ``EVERY_INTERFACE`` binds every IPv4 and IPv6
     interface the host has (as Prometheus exporters do)."""
 
-    def __init__(self, address: str, port: int, answer: Answer, *, name: str = "http") -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        answer: Answer,
+        *,
+        name: str = "http",
+        answer_threads: int = ANSWER_THREADS,
+    ) -> None:
         self._address = address
         self._requested_port = port
         self._answer = answer
         self._name = name
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._answers = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix=f"{name}-answer")
+        self._answers = ThreadPoolExecutor(answer_threads, thread_name_prefix=f"{name}-answer")
         self._ready = threading.Event()
         self._failure: OSError | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -193,15 +228,17 @@ class BoundedHttpServer:
         # LimitOverrunError when the head exceeds MAX_HEAD_BYTES.
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_HEAD_SECONDS)
         self._waiting.pop(task, None)  # being answered: no longer evictable
-        request = parse_head(head)
-        if request is None:
-            reply = BAD_REQUEST
-        elif request.method not in ("GET", "HEAD"):
-            reply = NOT_ALLOWED
+        try:
+            request = parse_head(head)
+        except MalformedRequestError as exc:
+            writer.write(encode_reply(error_reply(HTTPStatus.BAD_REQUEST, str(exc)), True))
         else:
-            loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(self._answers, self._answer_safely, request)
-        writer.write(encode_reply(reply, with_body=request is None or request.method != "HEAD"))
+            if request.method not in ("GET", "HEAD"):
+                reply = NOT_ALLOWED
+            else:
+                loop = asyncio.get_running_loop()
+                reply = await loop.run_in_executor(self._answers, self._answer_safely, request)
+            writer.write(encode_reply(reply, with_body=request.method != "HEAD"))
         await asyncio.wait_for(writer.drain(), REPLY_SECONDS)
 
     def _answer_safely(self, request: Request) -> Reply:

@@ -146,6 +146,19 @@ def test_bad_requests_get_a_status_not_a_hang(served: ProbeServer) -> None:
     assert get(served.port, "/healthz")[0] == 200, "and the server goes on"
 
 
+def test_the_query_string_reaches_the_answer_and_a_repeated_parameter_is_a_400(
+    served: ProbeServer,
+) -> None:
+    request = http_server.parse_head(
+        b"GET /api/v1/window?last=15m&to=2025-01-21T00%3A02%3A06&empty= HTTP/1.1\r\nHost: x"
+    )
+    assert request.path == "/api/v1/window"
+    assert request.query == {"last": "15m", "to": "2025-01-21T00:02:06", "empty": ""}
+    answer = exchange(served.port, b"GET /healthz?a=1&a=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    assert answer.endswith(b'{"error": "parameter \'a\' given more than once"}\n')
+
+
 def test_the_connection_cap_evicts_the_oldest_idle_client_not_the_newcomer(
     served: ProbeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
