@@ -18,6 +18,7 @@ from loginmetrics.window.scripts import load_lua
 _RENEW = load_lua("loginmetrics.aggregator", "lease_renew.lua")
 _RELEASE = load_lua("loginmetrics.aggregator", "lease_release.lua")
 _CLAIM = load_lua("loginmetrics.aggregator", "claim_window_end.lua")
+_CLAIM_REVISION = load_lua("loginmetrics.aggregator", "claim_revision.lua")
 
 
 def new_token() -> str:
@@ -68,6 +69,8 @@ class AggregatorLease:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._claim = client.register_script(_CLAIM)
+        self._claim_revision = client.register_script(_CLAIM_REVISION)
+        self._revisions_key = layout.revisions_key
 
     def acquire(self) -> bool:
         """Take the lease if nobody holds it."""
@@ -102,6 +105,17 @@ class AggregatorLease:
         if code == 1:
             return Claim(ClaimStatus.CLAIMED, previous=previous)
         return Claim(ClaimStatus.ALREADY_EMITTED, previous=previous)
+
+
+    def claim_revision(self, window_seconds: int, window_end: int) -> Claim:
+        """Claim the next revision of an emitted window: ``previous`` is the revision granted."""
+        status, detail = self._claim_revision(
+            keys=[self._key, self._revisions_key],
+            args=[self.token, f"{window_seconds}:{window_end}"],
+        )
+        if int(status) == 0:
+            return Claim(ClaimStatus.NOT_LEADER, holder=_text(detail))
+        return Claim(ClaimStatus.CLAIMED, previous=int(detail))
 
 
 @dataclass(frozen=True, slots=True)

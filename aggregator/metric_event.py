@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
@@ -35,6 +36,20 @@ class MetricEvent(msgspec.Struct, frozen=True):
     location_distribution: dict[str, int]
     total_messages: int
     total_errors: int
+    # Which time put the messages in this window (processing or event); in event time, the
+    # global watermark when it was emitted, and its revision: 0 first, one more each time late
+    # messages changed it (the newest revision of a window end is its truth).
+    time_basis: str = "processing"
+    watermark: str | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeStamp:
+    """What an event-time metric event says of its emission."""
+
+    watermark: float  # the global watermark (epoch seconds) when it was emitted
+    revision: int = 0
 
 
 def utc_iso(moment: datetime) -> str:
@@ -73,6 +88,8 @@ def build_metric_event(
     built_at: datetime,
     bucket_seconds: int,
     max_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES,
+    *,
+    event_time: EventTimeStamp | None = None,
 ) -> MetricEvent:
     """The metric event of the window ``totals`` describes, built at ``built_at``.
 
@@ -87,7 +104,14 @@ def build_metric_event(
     while max_values > 0 and len(encode_metric_event(event)) > METRIC_EVENT_MAX_BYTES:
         max_values //= 2
         event = _metric_event(totals, built_at, bucket_seconds, max_values)
-    return event
+    if event_time is None:
+        return event
+    return msgspec.structs.replace(
+        event,
+        time_basis="event",
+        watermark=utc_iso(datetime.fromtimestamp(event_time.watermark, UTC)),
+        revision=event_time.revision,
+    )
 
 
 def _metric_event(

@@ -43,6 +43,13 @@ class AggregatorMetrics:
         self.window_active_users = window("active_users", "Distinct user_id (HyperLogLog)")
         self.window_unique_ips = window("unique_ips", "Distinct ip (HyperLogLog)")
         self.window_processing_rate = window("processing_rate", "Messages per second")
+        self.watermark_lag_seconds = Gauge(
+            "loginmetrics_watermark_lag_seconds",
+            "Event time: seconds the global watermark trails the Redis clock (a backlog, or a "
+            "partition that holds the windows back)",
+            multiprocess_mode="livemostrecent",
+            registry=None,
+        )
 
     def published(
         self,
@@ -72,6 +79,7 @@ class AggregatorMetrics:
             self.window_active_users,
             self.window_unique_ips,
             self.window_processing_rate,
+            self.watermark_lag_seconds,
         ]
 
 

@@ -19,6 +19,8 @@ from loginmetrics.runtime.http_probe import child_probe
 from loginmetrics.runtime.redis_errors import exit_when_fatal
 from loginmetrics.runtime.signals import EXIT_OK, graceful_stop, start_supervised_child
 from loginmetrics.window import Role, WindowReader, await_layout_agreement
+from loginmetrics.window.event_clock import EventClock
+from loginmetrics.window.layout import TimeBasis
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,14 @@ def run_aggregator(
         lease = AggregatorLease(client, settings.layout, settings.lease_seconds)
         # Read no more values than an event lists (the rest is summed under "__other__").
         reader = WindowReader(client, settings.layout, max_values=settings.max_distribution_values)
-        Aggregator(settings, producer, reader, lease, stop, probe=probe).run()
+        event_clock = (
+            EventClock(client, settings.layout, settings.input_topic)
+            if settings.layout.time_basis is TimeBasis.EVENT
+            else None
+        )
+        Aggregator(
+            settings, producer, reader, lease, stop, probe=probe, event_clock=event_clock
+        ).run()
     finally:
         client.close()
 

@@ -15,13 +15,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 from confluent_kafka import KafkaException, Producer
 
+from loginmetrics.aggregator.event_emission import (
+    due_window_ends,
+    first_window_end,
+    revised_windows,
+)
 from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
-from loginmetrics.aggregator.metric_event import build_metric_event
+from loginmetrics.aggregator.metric_event import EventTimeStamp, build_metric_event
 from loginmetrics.aggregator.metrics import aggregator_metrics
 from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
@@ -35,6 +41,8 @@ from loginmetrics.runtime.backoff import Backoff
 from loginmetrics.runtime.health import LoopProbe, NoProbe
 from loginmetrics.runtime.redis_errors import judge
 from loginmetrics.window import WindowReader
+from loginmetrics.window.event_clock import EventClock, global_watermark
+from loginmetrics.window.layout import TimeBasis
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,23 @@ logger = logging.getLogger(__name__)
 RETRIABLE_ERRORS = (redis.RedisError, KafkaException, BufferError)
 # Wake this long after a tick starts, so a reading of the Redis clock lands inside the new tick.
 TICK_MARGIN_SECONDS = 0.005
+# Event time: how often the leader reads the watermark (a window is emitted at most this long
+# after the watermark passes its end), and how many window ends one step emits during a
+# catch-up before it renews the lease and reads the watermark again.
+EVENT_TIME_POLL_SECONDS = 0.5
+CATCH_UP_ENDS_PER_STEP = 50
+# Event time: most second buckets the leader deletes per step once no window needs them.
+PRUNE_BUCKETS_PER_STEP = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """One metric event to publish: the window ``[end - seconds, end)``; in event time with
+    the watermark it was emitted at and its revision."""
+
+    end: int
+    seconds: int
+    event_time: EventTimeStamp | None = None
 
 
 class Aggregator:
@@ -58,7 +83,9 @@ class Aggregator:
         *,
         clock: Callable[[], float] = time.monotonic,
         probe: LoopProbe | None = None,
+        event_clock: EventClock | None = None,
     ) -> None:
+        """``event_clock``: required in event time, where the watermark decides emission."""
         self._settings = settings
         self._layout = settings.layout
         self._publisher = MetricPublisher(
@@ -66,6 +93,9 @@ class Aggregator:
         )
         self._reader = reader
         self._lease = lease
+        if (self._layout.time_basis is TimeBasis.EVENT) != (event_clock is not None):
+            raise ValueError("an event clock is given exactly when the window is in event time")
+        self._event_clock = event_clock
         self._stop = stop
         self._clock = clock
         self._attempts = Attempts(
@@ -77,7 +107,7 @@ class Aggregator:
         self._next_tick_at = clock()
         self._last_end: int | None = None  # newest window end this aggregator has handled
         self._last_reading: tuple[float, float] | None = None  # (Redis time, local clock)
-        self._pending: int | None = None  # claimed window end whose event is not produced yet
+        self._pending: Emission | None = None  # claimed, not produced yet
         self._announced_standby = False
         self._took_over = False
         self._probe = probe or NoProbe()
@@ -148,7 +178,7 @@ class Aggregator:
         self._metrics.leader.set(0)
         logger.warning("lost leadership: %s; standing by", reason)
         if self._pending is not None:
-            logger.warning("metric event of the window ending %d is not emitted", self._pending)
+            logger.warning("metric event of the window ending %d is not emitted", self._pending.end)
             self._pending = None
 
     # -- emission --------------------------------------------------------------------------
@@ -157,6 +187,9 @@ class Aggregator:
         if self._pending is not None:
             self._retry_pending(self._pending)
         if self._clock() < self._next_tick_at:
+            return
+        if self._event_clock is not None:
+            self._event_time_step(self._event_clock)
             return
         server_now = self._reader.server_time()
         local_now = self._clock()
@@ -174,7 +207,57 @@ class Aggregator:
             local_now + seconds_to_next_tick(server_now, interval) + TICK_MARGIN_SECONDS
         )
 
-    def _claim_and_publish(self, end: int) -> None:
+    def _event_time_step(self, event_clock: EventClock) -> None:
+        """Emit every window end the global watermark has passed, oldest first; emit again the
+        windows late messages changed; delete the buckets no window needs any more."""
+        self._next_tick_at = self._clock() + EVENT_TIME_POLL_SECONDS
+        reading = event_clock.read()
+        policy = self._layout.event_time
+        watermark = global_watermark(reading, policy)
+        if watermark is None or reading.first_bucket is None:
+            return  # nothing applied yet
+        self._metrics.watermark_lag_seconds.set(max(0.0, reading.now - watermark))
+        interval = int(self._settings.emit_interval_seconds)
+        last = self._last_end if self._last_end is not None else self._lease.last_emitted()
+        ends = due_window_ends(
+            last,
+            reading.first_bucket,
+            watermark,
+            interval,
+            self._layout.retention_seconds,
+            CATCH_UP_ENDS_PER_STEP,
+        )
+        for end in ends:
+            self._claim_and_publish(end, EventTimeStamp(watermark))
+            if not self.is_leader:
+                return
+        if len(ends) == CATCH_UP_ENDS_PER_STEP:
+            self._next_tick_at = self._clock()  # more are due: go on at once
+        emitted = self._last_end
+        if emitted is None:
+            return
+        if reading.late_buckets:
+            revised = revised_windows(
+                reading.late_buckets,
+                [self._layout.window_seconds],
+                emitted,
+                first_window_end(reading.first_bucket, interval),
+                interval,
+            )
+            for seconds, end in revised:
+                claim = self._lease.claim_revision(seconds, end)
+                if claim.status is ClaimStatus.NOT_LEADER:
+                    self._lose(f"the lease is held by {claim.holder or 'nobody'}")
+                    return
+                self._pending = Emission(
+                    end, seconds, EventTimeStamp(watermark, claim.previous or 0)
+                )
+                self._publish(self._pending)
+            event_clock.settle_late(reading.late_buckets)
+        horizon = emitted - self._layout.window_seconds - policy.allowed_lateness_seconds
+        event_clock.prune(self._layout.bucket_start(horizon), PRUNE_BUCKETS_PER_STEP)
+
+    def _claim_and_publish(self, end: int, event_time: EventTimeStamp | None = None) -> None:
         claim = self._lease.claim(end)
         if claim.status is ClaimStatus.NOT_LEADER:
             self._lose(f"the lease is held by {claim.holder or 'nobody'}")
@@ -189,26 +272,33 @@ class Aggregator:
             logger.info(
                 "taking over at the window ending %d (last emitted: %s)", end, claim.previous
             )
-        self._pending = end
-        self._publish(end)
+        self._pending = Emission(end, self._layout.window_seconds, event_time)
+        self._publish(self._pending)
 
-    def _retry_pending(self, end: int) -> None:
-        # Past the grace period the window's oldest buckets may have expired: its totals are gone.
-        if self._reader.server_time() - end > self._layout.expiry_grace_seconds:
-            logger.error("gave up the metric event of the window ending %d: too late to read", end)
+    def _retry_pending(self, pending: Emission) -> None:
+        # Past the grace period the window's oldest buckets may have expired: its totals are
+        # gone. In event time the leader deletes them only once every window is emitted.
+        if (
+            self._event_clock is None
+            and self._reader.server_time() - pending.end > self._layout.expiry_grace_seconds
+        ):
+            logger.error(
+                "gave up the metric event of the window ending %d: too late to read", pending.end
+            )
             self._pending = None
             return
-        self._publish(end)
+        self._publish(pending)
 
-    def _publish(self, end: int) -> None:
+    def _publish(self, emission: Emission) -> None:
         started = self._clock()
-        totals = self._reader.read(end)
+        totals = self._reader.read(emission.end, emission.seconds)
         self._metrics.window_read_seconds.observe(self._clock() - started)
         event = build_metric_event(
             totals,
             datetime.now(UTC),
             self._layout.bucket_seconds,
             max_values=self._settings.max_distribution_values,
+            event_time=emission.event_time,
         )
         self._publisher.publish(event)
         self._metrics.published(
@@ -222,9 +312,10 @@ class Aggregator:
         self._pending = None
         self.emitted += 1
         logger.info(
-            "metric event for [%s, %s): %d messages, %d errors, %d users, %d ips, %.2f msg/s",
+            "metric event for [%s, %s)%s: %d messages, %d errors, %d users, %d ips, %.2f msg/s",
             event.window_start,
             event.window_end,
+            f" revision {event.revision}" if event.revision else "",
             event.total_messages,
             event.total_errors,
             event.active_users,

@@ -13,7 +13,7 @@ from loginmetrics.runtime.clients import SentinelConfig
 from loginmetrics.runtime.errors import ConfigError
 from loginmetrics.window import WindowLayout
 from loginmetrics.window.errors import WindowConfigError
-from loginmetrics.window.layout import TRACKED_VALUES
+from loginmetrics.window.layout import TRACKED_VALUES, TimeBasis
 
 # Below this a lease is renewed several times a second and a GC pause or a slow Redis reply
 # would hand leadership back and forth.
@@ -29,6 +29,8 @@ class AggregatorSettings:
     redis_sentinel: SentinelConfig | None = None
     layout: WindowLayout = field(default_factory=WindowLayout)
     metrics_topic: str = defaults.METRICS_TOPIC
+    # Event time: the topic whose partitions' watermarks decide when a window is complete.
+    input_topic: str = defaults.INPUT_TOPIC
     emit_interval_seconds: float = 10.0
     # The leader renews every third of this; a standby takes over at most ~4/3 of it after the
     # leader dies.
@@ -45,6 +47,15 @@ class AggregatorSettings:
         if not (math.isfinite(self.lease_seconds) and self.lease_seconds >= MIN_LEASE_SECONDS):
             raise ConfigError(
                 f"--lease-seconds must be at least {MIN_LEASE_SECONDS:g}, got {self.lease_seconds}"
+            )
+        interval = self.emit_interval_seconds
+        bucket = self.layout.bucket_seconds
+        if self.layout.time_basis is TimeBasis.EVENT and (
+            interval != int(interval) or int(interval) % bucket
+        ):
+            raise WindowConfigError(
+                f"--emit-interval ({interval:g} s) must be a whole multiple of --bucket-seconds "
+                f"({bucket} s) in event time: every window end is a bucket boundary"
             )
         if not self.metrics_topic:
             raise ConfigError("--metrics-topic must not be empty")

@@ -127,11 +127,14 @@ class WindowWriter:
         raw: list[Any] = self._client.hmget(self._offsets_key, [str(p) for p in wanted])
         return {p: _parse_offset(value) for p, value in zip(wanted, raw, strict=True)}
 
-    def mark_caught_up(self, caught_up: Mapping[int, bool]) -> None:
-        """Event time: which partitions are caught up with the end of their log now."""
-        if caught_up:
-            args = [str(v) for p, up in sorted(caught_up.items()) for v in (p, int(up))]
-            self._mark_caught_up(keys=[self._caught_up_key], args=args)
+    def mark_caught_up(self, caught_up: Mapping[int, bool]) -> tuple[float, int | None]:
+        """Event time: which partitions are caught up with the end of their log now. Returns
+        the Redis clock and the end of the newest window emitted (None: none yet)."""
+        args = [str(v) for p, up in sorted(caught_up.items()) for v in (p, int(up))]
+        now, emitted = self._mark_caught_up(
+            keys=[self._caught_up_key, self._layout.last_emitted_key], args=args
+        )
+        return float(now), _parse_offset(emitted)
 
     def watermarks(self, partitions: Iterable[int]) -> dict[int, float | None]:
         """Event time: each partition's watermark, None where none is stored. Read after the

@@ -6,6 +6,7 @@
 -- KEYS[2]  event time: hash of the partitions' watermarks (written with the offsets)
 -- KEYS[3]  event time: the end of the newest window emitted (the aggregator's claim)
 -- KEYS[4]  event time: sorted set of buckets written after a window holding them was emitted
+--          (score: how many such writes the aggregator has not taken back yet)
 -- KEYS[5]  event time: the oldest bucket written
 -- ARGV[1]  bucket key prefix, e.g. "loginmetrics:bucket:"
 -- ARGV[2]  bucket length in seconds
@@ -103,7 +104,7 @@ if batch.buckets then
     local bucket = entry[1]
     write(bucket, entry[2])
     if emitted and bucket < emitted then
-      redis.call('ZADD', KEYS[4], bucket, bucket)
+      redis.call('ZINCRBY', KEYS[4], 1, bucket)  -- counted, so a read and take-back loses none
     end
     if not first or bucket < first then
       first = bucket

@@ -98,11 +98,13 @@ class WindowLayout:
         """Start second of the bucket that contains ``epoch_seconds``."""
         return int(epoch_seconds // self.bucket_seconds) * self.bucket_seconds
 
-    def window_bucket_starts(self, window_end: int) -> range:
-        """Start seconds of the buckets of the window that ends (exclusive) at ``window_end``."""
+    def window_bucket_starts(self, window_end: int, seconds: int | None = None) -> range:
+        """Start seconds of the buckets of the window that ends (exclusive) at ``window_end``
+        and lasts ``seconds`` (default: ``window_seconds``)."""
         if window_end % self.bucket_seconds:
             raise ValueError(f"window end {window_end} is not on a bucket boundary")
-        return range(window_end - self.window_seconds, window_end, self.bucket_seconds)
+        length = self.window_seconds if seconds is None else seconds
+        return range(window_end - length, window_end, self.bucket_seconds)
 
     @property
     def bucket_key_prefix(self) -> str:

@@ -3,9 +3,10 @@
 --
 -- KEYS[1]  hash: partition -> "<since>:<seen>" (Redis clock seconds): caught up since <since>,
 --          last found so at <seen>
+-- KEYS[2]  the end of the newest window emitted (the aggregator's claim)
 -- ARGV     partition, flag pairs: flag 1 caught up, 0 not (its entry is removed)
 --
--- Returns the Redis clock (seconds) it used.
+-- Returns {the Redis clock in seconds, the newest emitted window end or ''}.
 
 local now = redis.call('TIME')[1]
 for i = 1, #ARGV, 2 do
@@ -18,4 +19,4 @@ for i = 1, #ARGV, 2 do
     redis.call('HDEL', KEYS[1], partition)
   end
 end
-return now
+return {now, redis.call('GET', KEYS[2]) or ''}

@@ -102,8 +102,9 @@ class WindowReader:
         """End of the newest window whose buckets can no longer receive writes."""
         return self._layout.bucket_start(self.server_time())
 
-    def read(self, window_end: int) -> WindowTotals:
-        """Totals of the window ending (exclusive) at ``window_end``, in one round trip.
+    def read(self, window_end: int, seconds: int | None = None) -> WindowTotals:
+        """Totals of the window ending (exclusive) at ``window_end`` and lasting ``seconds``
+        (default: the layout's window), in one round trip.
 
         MULTI/EXEC makes the read one snapshot: a batch applied meanwhile is seen whole or not
         at all (it matters when the window still includes the bucket being written). Each
@@ -112,7 +113,7 @@ class WindowReader:
         stays small however many values the window's buckets track.
         """
         layout = self._layout
-        starts = layout.window_bucket_starts(window_end)
+        starts = layout.window_bucket_starts(window_end, seconds)
         pipe = self._client.pipeline(transaction=True)
         pipe.pfcount(*layout.bucket_keys(starts, BucketField.USERS))
         pipe.pfcount(*layout.bucket_keys(starts, BucketField.IPS))

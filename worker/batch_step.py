@@ -20,7 +20,7 @@ from loginmetrics.window import ApplyOutcome, WindowWriter
 from loginmetrics.worker.batches import PendingBatch, WorkerStats
 from loginmetrics.worker.consumer_errors import raise_if_fatal
 from loginmetrics.worker.dead_letter_sender import DeadLetterSender
-from loginmetrics.worker.event_fold import ServerClock
+from loginmetrics.worker.event_fold import WindowClock
 from loginmetrics.worker.fold import (
     FoldedBatch,
     Record,
@@ -95,14 +95,14 @@ class BatchStep:
         backoff: Backoff | None = None,
         metrics: WorkerMetrics | None = None,
         inspector: TopicInspector | None = None,
-        server_clock: ServerClock | None = None,
+        window_clock: WindowClock | None = None,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
         self._consumer = consumer
         self._stop = stop
         self._fold_batch = fold or processing_fold()
-        self._server_clock = server_clock
+        self._window_clock = window_clock
         self._clock = clock
         self._metrics = metrics or worker_metrics()
         self.owned = OwnedPartitions()
@@ -236,8 +236,8 @@ class BatchStep:
         return self._writer.apply_event_batch(pending.advances, folded.buckets, folded.watermarks)
 
     def _took(self, pending: PendingBatch, outcome: ApplyOutcome, seconds: float) -> None:
-        if self._server_clock is not None and outcome.server_time is not None:
-            self._server_clock.observe(outcome.server_time)
+        if self._window_clock is not None and outcome.server_time is not None:
+            self._window_clock.observe(outcome.server_time)
         self.owned.advance(pending.folded.last_offsets, pending.folded.watermarks)
         self._consumer.commit(self.owned.committable())
         increments = pending.folded.increments

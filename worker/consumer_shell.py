@@ -21,7 +21,7 @@ from loginmetrics.window.layout import TimeBasis
 from loginmetrics.worker.batch_step import BatchStep, Fold, LoopState, processing_fold
 from loginmetrics.worker.batches import WorkerStats
 from loginmetrics.worker.dead_letter_sender import DeadLetterProducer, DeadLetterSender
-from loginmetrics.worker.event_fold import ServerClock, fold_event_batch
+from loginmetrics.worker.event_fold import WindowClock, fold_event_batch
 from loginmetrics.worker.metrics import worker_metrics
 from loginmetrics.worker.settings import WorkerSettings
 from loginmetrics.worker.topic_inspector import TopicInspector
@@ -65,7 +65,7 @@ class ConsumerShell:
         self._stop = stop
         self._clock = clock
         self._metrics = worker_metrics()
-        self._server_clock = ServerClock()
+        self._window_clock = WindowClock()
         self._dead_letters = DeadLetterSender(producer, settings.input_topic, settings.dlq_topic)
         self.batch = BatchStep(
             writer,
@@ -73,12 +73,12 @@ class ConsumerShell:
             self,
             stop,
             topic=settings.input_topic,
-            fold=_fold_for(settings, self._server_clock),
+            fold=_fold_for(settings, self._window_clock),
             clock=clock,
             backoff=backoff,
             metrics=self._metrics,
             inspector=inspector,  # checks the window's offsets against the topic on placement
-            server_clock=self._server_clock,
+            window_clock=self._window_clock,
         )
         self._delay = 0.0
         self._probe = probe or NoProbe()
@@ -217,7 +217,7 @@ class ConsumerShell:
         consuming = {} if self.batch.waiting else owned.consuming()
         marks = {p: p in consuming and self._caught_up(p, consuming[p]) for p in owned}
         try:
-            self._writer.mark_caught_up(marks)
+            _now, self._window_clock.emitted_end = self._writer.mark_caught_up(marks)
         except redis.RedisError as exc:
             logger.debug("could not mark caught-up partitions: %s", exc)
 
@@ -259,7 +259,7 @@ class ConsumerShell:
         self._progress_messages = self.stats.messages
 
 
-def _fold_for(settings: WorkerSettings, server_clock: ServerClock) -> Fold:
+def _fold_for(settings: WorkerSettings, window_clock: WindowClock) -> Fold:
     """The fold of the window's time basis, with the settings' limits bound."""
     layout = settings.layout
     if layout.time_basis is TimeBasis.PROCESSING:
@@ -268,7 +268,7 @@ def _fold_for(settings: WorkerSettings, server_clock: ServerClock) -> Fold:
         fold_event_batch,
         policy=layout.event_time,
         bucket_seconds=layout.bucket_seconds,
-        server_clock=server_clock,
+        window_clock=window_clock,
         max_bytes=settings.max_message_bytes,
         max_field_bytes=settings.max_field_bytes,
     )

@@ -35,13 +35,17 @@ from loginmetrics.worker.validation import (
 )
 
 
-class ServerClock:
+class WindowClock:
     """The Redis clock as this worker last saw it (each applied batch reports it), run on by
-    the local clock in between: what "too far in the future" is measured against."""
+    the local clock in between: what "too far in the future" is measured against. And the end
+    of the newest window emitted: a message more than the allowed lateness before it would
+    change windows whose buckets may be gone, so it is too late whatever its partition's
+    watermark (a partition idle for long wakes up with an old one)."""
 
     def __init__(self, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
         self._offset = 0.0  # Redis minus local; the local clock until Redis has answered
+        self.emitted_end: float | None = None
 
     def observe(self, server_time: float) -> None:
         self._offset = server_time - self._wall()
@@ -65,7 +69,7 @@ def fold_event_batch(
     *,
     policy: EventTimePolicy,
     bucket_seconds: int,
-    server_clock: ServerClock,
+    window_clock: WindowClock,
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
 ) -> FoldedBatch:
@@ -73,7 +77,8 @@ def fold_event_batch(
     ``fold.fold_batch``), on top of each partition's ``watermarks`` (None: none yet).
 
     A partition's watermark is its largest event time applied minus ``policy.max_delay``. A
-    message older than the watermark by more than the allowed lateness is ``too_late``; one
+    message older than the watermark (or the newest emitted window end, if later) by more than
+    the allowed lateness is ``too_late``; one
     further ahead of the Redis clock than ``max_future`` is ``future_timestamp``. Both, and
     every invalid message, are counted as errors in the bucket where the partition's stream
     stands (its watermark plus the delay; before any, the message's Kafka timestamp), so that
@@ -83,7 +88,8 @@ def fold_event_batch(
     buckets: dict[int, _Bucket] = {}
     marks = dict(watermarks)
     delay, lateness = policy.max_delay_seconds, policy.allowed_lateness_seconds
-    future_limit = server_clock.now() + policy.max_future_seconds
+    future_limit = window_clock.now() + policy.max_future_seconds
+    emitted = window_clock.emitted_end
     decode = event_decoder(max_field_bytes)
     run_partition, first, last = NO_OFFSET, NO_OFFSET, NO_OFFSET
     owned, floor = False, NO_OFFSET
@@ -135,8 +141,9 @@ def fold_event_batch(
         if moment > future_limit:
             reject(record, _future(value, moment, future_limit - policy.max_future_seconds))
             continue
-        if mark is not None and moment < mark - lateness:
-            reject(record, _too_late(value, moment, mark, lateness))
+        floor_mark = mark if emitted is None or (mark is not None and mark > emitted) else emitted
+        if floor_mark is not None and moment < floor_mark - lateness:
+            reject(record, _too_late(value, moment, floor_mark, lateness))
             continue
         bucket = bucket_of(moment)
         bucket.users.add(event.user_id)
@@ -204,7 +211,7 @@ def _too_late(value: bytes | None, moment: float, mark: float, lateness: float) 
     behind = mark - moment
     return Rejection(
         ErrorCode.TOO_LATE,
-        f"timestamp {moment:g} is {behind:.1f} s behind its partition's watermark {mark:.1f}, "
+        f"timestamp {moment:g} is {behind:.1f} s behind the watermark {mark:.1f}, "
         f"more than the {lateness:g} s allowed (--allowed-lateness)",
         _document(value),
     )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from loginmetrics.aggregator.metric_event import (
     DEFAULT_MAX_DISTRIBUTION_VALUES,
     METRIC_EVENT_MAX_BYTES,
+    EventTimeStamp,
     build_metric_event,
     by_count,
     encode_metric_event,
@@ -58,7 +59,21 @@ def test_event_carries_every_field_of_the_spec() -> None:
         "location_distribution": {"CA": 5, "OH": 3, "TX": 3},
         "total_messages": 45,
         "total_errors": 2,
+        "time_basis": "processing",
+        "watermark": None,
+        "revision": 0,
     }
+
+
+def test_an_event_time_event_says_its_watermark_and_revision() -> None:
+    stamp = EventTimeStamp(watermark=END + 4.5, revision=2)
+    event = build_metric_event(totals(), BUILT_AT, 1, event_time=stamp)
+
+    assert (event.time_basis, event.watermark, event.revision) == (
+        "event",
+        "2025-01-21T00:02:14.500000",
+        2,
+    )
 
 
 def test_window_size_is_the_sum_of_the_device_distribution() -> None:
