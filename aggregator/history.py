@@ -27,11 +27,12 @@ _decode = msgspec.json.Decoder(MetricEvent).decode
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    """Events of one window length, oldest first, and where the next page starts (the epoch
-    milliseconds to pass as ``since``), or None when nothing more was published yet."""
+    """Events of one window length, oldest first, and the stream position (``<ms>-<seq>``) of
+    the next one to read, or None when nothing more was published yet. Several events can share
+    a millisecond (each window length's of one tick), so a time alone would not do."""
 
     events: list[MetricEvent]
-    next_since_ms: int | None
+    next_position: str | None
 
 
 class EventHistory:
@@ -64,27 +65,25 @@ class EventHistory:
             approximate=True,
         )
 
-    def since(self, window_seconds: int, since_ms: int, limit: int) -> HistoryPage:
-        """At most ``limit`` events of windows ``window_seconds`` long published at or after
-        ``since_ms`` (epoch milliseconds, Redis clock), oldest first."""
+    def since(self, window_seconds: int, position: str, limit: int) -> HistoryPage:
+        """At most ``limit`` events of windows ``window_seconds`` long, oldest first, from
+        ``position`` on: a stream position ``<ms>-<seq>`` (a page's ``next_position``) or
+        ``time_position`` of a time."""
         events: list[MetricEvent] = []
-        start = f"{max(0, since_ms)}-0"
+        start = position
         while True:
             entries: list[Entry] = self._client.xrange(self._key, min=start, max="+", count=PAGE)  # type: ignore[assignment]
             for entry_id, fields in entries:
                 if int(fields[WINDOW_FIELD]) != window_seconds:
                     continue
                 if len(events) == limit:
-                    return HistoryPage(events, _milliseconds(entry_id))
+                    return HistoryPage(events, entry_id.decode())
                 events.append(_decode(fields[EVENT_FIELD]))
             if len(entries) < PAGE:
                 return HistoryPage(events, None)
-            start = "(" + _text(entries[-1][0])  # exclusive: after the last entry read
+            start = "(" + entries[-1][0].decode()  # exclusive: after the last entry read
 
 
-def _text(entry_id: bytes) -> str:
-    return entry_id.decode()
-
-
-def _milliseconds(entry_id: bytes) -> int:
-    return int(_text(entry_id).split("-", 1)[0])
+def time_position(epoch_ms: int) -> str:
+    """The stream position of the first event published at or after ``epoch_ms``."""
+    return f"{max(0, epoch_ms)}-0"

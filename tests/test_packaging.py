@@ -1,5 +1,5 @@
-"""The built wheel: one top-level import package, ``loginmetrics``, with its Lua scripts and
-type marker inside, and the ``loginmetrics`` command."""
+"""The built wheel: one top-level import package, ``loginmetrics``, with its Lua scripts, type
+marker and the aggregator's live page inside, and the ``loginmetrics`` command."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def test_the_wheel_installs_one_top_level_package(wheel: zipfile.ZipFile) -> Non
     lua = {name for name in names if name.endswith(".lua")}
     assert "loginmetrics/window/apply_batch.lua" in lua
     assert "loginmetrics/aggregator/claim_window_end.lua" in lua
+    page = {name for name in names if name.startswith("loginmetrics/aggregator/page/")}
+    assert page == {
+        f"loginmetrics/aggregator/page/{name}" for name in ("index.html", "app.js", "style.css")
+    }
 
 
 def test_the_wheel_declares_the_loginmetrics_command(wheel: zipfile.ZipFile) -> None:
