@@ -43,6 +43,7 @@ def log_aggregator_startup(settings: AggregatorSettings) -> None:
 @options.redis_connection
 @options.window_layout
 @options.aggregator_settings
+@options.input_topic
 @options.metrics_port
 @options.metrics_address
 def aggregate(

@@ -471,7 +471,8 @@ def worker_settings(command: Callable[..., Any]) -> Callable[..., Any]:
 def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     """Adds the aggregator's own options and hands the command ``aggregator_settings``: the one
     place an ``AggregatorSettings`` is built from the command line. Goes below the connection
-    and window options, like ``worker_settings``."""
+    and window options, and below ``worker_settings`` (``run``) or above ``input_topic``
+    (``aggregate``)."""
 
     @functools.wraps(command)
     def wrapper(
@@ -482,12 +483,18 @@ def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
         max_distribution_values: int,
         **kwargs: Any,
     ) -> Any:
+        # `aggregate` takes --input-topic itself (event time reads its partitions' watermarks);
+        # `run` shares the workers' one.
+        topic = kwargs.pop("input_topic", None)
+        if topic is None:
+            topic = kwargs["worker_settings"].input_topic
         with bad_parameters():
             kwargs["aggregator_settings"] = AggregatorSettings(
                 kafka=dict(kwargs["kafka"]),
                 redis_url=kwargs["redis_url"],
                 redis_sentinel=kwargs["redis_sentinel"],
                 layout=kwargs["layout"],
+                input_topic=topic,
                 metrics_topic=metrics_topic,
                 emit_interval_seconds=emit_interval,
                 lease_seconds=lease_seconds,
