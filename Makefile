@@ -57,6 +57,7 @@ lint: install
 	$(PYTHON) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 
+# The demo prints the live page's address (http://127.0.0.1:8080/; RUN_DEMO_HTTP_PORT moves it).
 run: install stack-up
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash stack/run-demo.sh
 

@@ -10,7 +10,11 @@ from collections.abc import Callable
 
 from confluent_kafka import Producer
 
+from loginmetrics.aggregator.history import EventHistory
+from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.lease import AggregatorLease
+from loginmetrics.aggregator.partition_count import PartitionCount
+from loginmetrics.aggregator.monitoring import http_api_serving
 from loginmetrics.aggregator.service import Aggregator
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
@@ -26,9 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 def run_aggregator(
-    settings: AggregatorSettings, stop: threading.Event, probe: LoopProbe | None = None
+    settings: AggregatorSettings,
+    stop: threading.Event,
+    probe: LoopProbe | None = None,
+    api: ApiSettings | None = None,
 ) -> None:
-    """Build this process's clients and run the aggregator loop until ``stop`` is set."""
+    """Build this process's clients and run the aggregator loop until ``stop`` is set, serving
+    the HTTP API meanwhile when ``api`` has a port."""
+    api = api if api is not None else ApiSettings()
     producer = Producer(
         kafka_client_config(
             settings.producer_config(), settings.kafka, f"loginmetrics-aggregator-{os.getpid()}"
@@ -46,30 +55,34 @@ def run_aggregator(
             if settings.layout.time_basis is TimeBasis.EVENT
             else None
         )
-        Aggregator(
-            settings, producer, reader, lease, stop, probe=probe, event_clock=event_clock
-        ).run()
+        history = EventHistory(client, settings.layout, api.history_seconds)
+        with http_api_serving(client, settings, api, history):
+            Aggregator(
+                settings, producer, reader, lease, stop, probe=probe, event_clock=event_clock
+            ).run()
     finally:
         client.close()
 
 
 def run_aggregator_process(
-    settings: AggregatorSettings, initializer: Callable[[], None] | None = None
+    settings: AggregatorSettings,
+    api: ApiSettings | None = None,
+    initializer: Callable[[], None] | None = None,
 ) -> None:
     """Child-process target (``runtime.supervisor.ChildSpec``): runs until SIGTERM, exits 0;
     exits ``EXIT_FATAL`` (not restarted) when Redis refuses in a way no retry can fix."""
     stop = start_supervised_child(initializer)
     logger.info("aggregator process started (pid %d)", os.getpid())
     with exit_when_fatal():
-        run_aggregator(settings, stop, child_probe())
+        run_aggregator(settings, stop, child_probe(), api)
 
 
 def run_aggregator_in_foreground(
-    settings: AggregatorSettings, probe: LoopProbe | None = None
+    settings: AggregatorSettings, probe: LoopProbe | None = None, api: ApiSettings | None = None
 ) -> int:
     """``loginmetrics aggregate``: SIGINT or SIGTERM stops gracefully (exit 0: lease released,
     events flushed); a second one stops at once (exit 130); a Redis refusal no retry can fix
     exits 78 after one ERROR line."""
     with graceful_stop() as stop, exit_when_fatal():
-        run_aggregator(settings, stop, probe)
+        run_aggregator(settings, stop, probe, api)
     return EXIT_OK

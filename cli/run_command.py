@@ -6,12 +6,11 @@ import sys
 
 import click
 
+from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.process import run_aggregator_process
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli import options
-from loginmetrics.cli.aggregate_command import (
-    log_aggregator_startup,
-)
+from loginmetrics.cli.aggregate_command import log_aggregator_startup, with_partition_source
 from loginmetrics.cli.broker import require_topics
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.preflight import require_redis
@@ -35,6 +34,7 @@ AGGREGATOR_PROCESS = "loginmetrics-aggregator"
 @options.processes
 @options.metrics_port
 @options.metrics_address
+@options.http_api
 @click.pass_obj
 def run(
     logs: LogSettings,
@@ -47,13 +47,15 @@ def run(
     processes: int,
     metrics_port: int | None,
     metrics_address: str,
+    api_settings: ApiSettings,
 ) -> None:
     """Run the whole pipeline: --processes workers and the aggregator.
 
     The single-application mode of `loginmetrics worker` plus `loginmetrics
     aggregate`: one supervisor starts both, restarts a process that dies, and
     on Ctrl-C (or SIGTERM) drains them all and exits 0. Watch the result with
-    `loginmetrics print --table` and feed it with `loginmetrics generate`.
+    `loginmetrics print --table` and feed it with `loginmetrics generate`,
+    or with --http-port open the live page (see docs/api.md).
     """
     worker, aggregator = worker_settings, aggregator_settings
     require_topics(kafka, [worker.input_topic, worker.dlq_topic, aggregator.metrics_topic])
@@ -62,7 +64,14 @@ def run(
     log_aggregator_startup(aggregator)
     specs = [
         *worker_specs(worker, processes),
-        ChildSpec(AGGREGATOR_PROCESS, run_aggregator_process, (aggregator,)),
+        ChildSpec(
+            AGGREGATOR_PROCESS,
+            run_aggregator_process,
+            (
+                aggregator,
+                with_partition_source(api_settings, kafka, worker.input_topic, worker.group_id),
+            ),
+        ),
     ]
     with pool_monitoring(metrics_port, [spec.name for spec in specs], metrics_address) as monitor:
         supervisor = Supervisor(

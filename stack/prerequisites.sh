@@ -4,7 +4,8 @@
 # the Makefile creates the project virtualenv with the python3-venv installed here.
 #
 #   bash stack/prerequisites.sh          # python3-venv, Java 17+, Maven, redis-server
-#   bash stack/prerequisites.sh test     # and what the tests use: redis-sentinel, promtool
+#   bash stack/prerequisites.sh test     # and what the tests use: redis-sentinel, promtool,
+#                                        # chromium (headless, for the live page's test)
 set -euo pipefail
 
 log() { echo "prerequisites: $*" >&2; }
@@ -26,6 +27,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 if [[ "${1:-}" == "test" ]]; then
     command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
     command -v promtool >/dev/null || missing+=(prometheus)
+    command -v chromium >/dev/null || missing+=(chromium)
 fi
 ((${#missing[@]} == 0)) && exit 0
 

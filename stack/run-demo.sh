@@ -3,11 +3,13 @@
 # the background (logs in .stack/run/), live metric events in the foreground: a table on a
 # terminal, JSON lines when piped. Ctrl-C stops all of it, even when the output is gone
 # (`make run 2>&1 | tee run.log`: the same Ctrl-C ends tee). Expects the stack to be up and
-# `loginmetrics` on PATH (make run does both first). RUN_DEMO_LOGS overrides the log directory.
+# `loginmetrics` on PATH (make run does both first). RUN_DEMO_LOGS overrides the log directory,
+# RUN_DEMO_HTTP_PORT the port of the live page and HTTP API (8080, on 127.0.0.1 only).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOGS="${RUN_DEMO_LOGS:-$ROOT/.stack/run}"
+HTTP_PORT="${RUN_DEMO_HTTP_PORT:-8080}"
 STOP_TIMEOUT=20
 groups=()
 
@@ -46,10 +48,11 @@ trap 'exit 0' INT TERM
 
 mkdir -p "$LOGS"
 start_background worker loginmetrics worker --processes 2
-start_background aggregator loginmetrics aggregate
+start_background aggregator loginmetrics aggregate --http-port "$HTTP_PORT" --http-address 127.0.0.1
 start_background generator loginmetrics generate
 say "generator, 2 workers and aggregator running (logs in $LOGS)."
 say "a metric event appears every emit interval (10 s by default); Ctrl-C stops."
+say "live page: http://127.0.0.1:$HTTP_PORT/ (API: http://127.0.0.1:$HTTP_PORT/api/v1/status)"
 if [[ -t 1 ]]; then
     loginmetrics print --topic metric-event --table
 else

@@ -23,7 +23,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[AggregatorSettings]:
     """Runs the command without starting the aggregator; collects the settings it got."""
     runs: list[AggregatorSettings] = []
 
-    def fake_run(settings: AggregatorSettings, _probe: object = None) -> int:
+    def fake_run(settings: AggregatorSettings, _probe: object = None, _api: object = None) -> int:
         runs.append(settings)
         return 0
 

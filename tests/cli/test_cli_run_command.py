@@ -58,6 +58,7 @@ def test_starts_the_workers_and_one_aggregator_with_shared_settings(
 ) -> None:
     args = ["run", "--processes", "3", "--window", "60", "--bucket-seconds", "2"]
     args += ["--emit-interval", "5", "--redis-prefix", "p", "--batch-size", "500"]
+    args += ["--http-port", "8123", "--history", "3600"]
 
     result = CliRunner().invoke(cli, args, env={"LOGINMETRICS_GROUP_ID": "g1"})
 
@@ -77,8 +78,10 @@ def test_starts_the_workers_and_one_aggregator_with_shared_settings(
     assert isinstance(worker, WorkerSettings)
     assert (worker.layout, worker.group_id, worker.batch_size) == (layout, "g1", 500)
     assert aggregator_spec.target is run_aggregator_process
-    (aggregator,) = aggregator_spec.args
+    aggregator, api = aggregator_spec.args
     assert isinstance(aggregator, AggregatorSettings)
+    assert (api.port, api.history_seconds) == (8123, 3600)
+    assert api.partition_source is not None, "the API's status knows the topic and group"
     assert (aggregator.layout, aggregator.emit_interval_seconds) == (layout, 5.0)
     assert aggregator.metrics_topic == "metric-event"
     # Children are spawned: what they get must pickle.
