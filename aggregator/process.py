@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 from loginmetrics.aggregator.history import EventHistory
 from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.lease import AggregatorLease
-from loginmetrics.aggregator.partition_count import PartitionCount
 from loginmetrics.aggregator.monitoring import http_api_serving
+from loginmetrics.aggregator.partition_count import PartitionCount
 from loginmetrics.aggregator.service import Aggregator
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
@@ -58,7 +58,15 @@ def run_aggregator(
         history = EventHistory(client, settings.layout, api.history_seconds)
         with http_api_serving(client, settings, api, history):
             Aggregator(
-                settings, producer, reader, lease, stop, probe=probe, event_clock=event_clock
+                settings,
+                producer,
+                reader,
+                lease,
+                stop,
+                probe=probe,
+                event_clock=event_clock,
+                input_partitions=PartitionCount(producer, settings.input_topic),
+                history=history,
             ).run()
     finally:
         client.close()

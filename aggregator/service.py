@@ -26,8 +26,9 @@ from loginmetrics.aggregator.event_emission import (
     first_window_end,
     revised_windows,
 )
+from loginmetrics.aggregator.history import EventHistory
 from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
-from loginmetrics.aggregator.metric_event import EventTimeStamp, build_metric_event
+from loginmetrics.aggregator.metric_event import EventTimeStamp, MetricEvent, build_metric_event
 from loginmetrics.aggregator.metrics import aggregator_metrics
 from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
@@ -84,8 +85,11 @@ class Aggregator:
         clock: Callable[[], float] = time.monotonic,
         probe: LoopProbe | None = None,
         event_clock: EventClock | None = None,
+        input_partitions: Callable[[], int] = lambda: 0,
+        history: EventHistory | None = None,
     ) -> None:
-        """``event_clock``: required in event time, where the watermark decides emission."""
+        """``event_clock`` and ``input_partitions`` (how many partitions the input topic has
+        now): required in event time, where the partitions' watermarks decide emission."""
         self._settings = settings
         self._layout = settings.layout
         self._publisher = MetricPublisher(
@@ -96,6 +100,8 @@ class Aggregator:
         if (self._layout.time_basis is TimeBasis.EVENT) != (event_clock is not None):
             raise ValueError("an event clock is given exactly when the window is in event time")
         self._event_clock = event_clock
+        self._input_partitions = input_partitions
+        self._history = history
         self._stop = stop
         self._clock = clock
         self._attempts = Attempts(
@@ -213,7 +219,7 @@ class Aggregator:
         self._next_tick_at = self._clock() + EVENT_TIME_POLL_SECONDS
         reading = event_clock.read()
         policy = self._layout.event_time
-        watermark = global_watermark(reading, policy)
+        watermark = global_watermark(reading, policy, self._input_partitions())
         if watermark is None or reading.first_bucket is None:
             return  # nothing applied yet
         self._metrics.watermark_lag_seconds.set(max(0.0, reading.now - watermark))
@@ -311,6 +317,7 @@ class Aggregator:
         )
         self._pending = None
         self.emitted += 1
+        self._remember(event)
         logger.info(
             "metric event for [%s, %s)%s: %d messages, %d errors, %d users, %d ips, %.2f msg/s",
             event.window_start,
@@ -322,6 +329,16 @@ class Aggregator:
             event.unique_ips,
             event.processing_rate,
         )
+
+    def _remember(self, event: MetricEvent) -> None:
+        """Keep the published event for the HTTP API's history. Never retried: the event is
+        out, and publishing it again would be a duplicate; the history only misses it."""
+        if self._history is None:
+            return
+        try:
+            self._history.append(event)
+        except redis.RedisError as exc:
+            logger.warning("metric event published but not kept in the history: %s", exc)
 
     # -- failures and shutdown -------------------------------------------------------------
 

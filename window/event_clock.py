@@ -46,16 +46,22 @@ def idle_partitions(reading: EventClockReading, policy: EventTimePolicy) -> set[
     }
 
 
-def global_watermark(reading: EventClockReading, policy: EventTimePolicy) -> float | None:
-    """The minimum watermark over the partitions that are not idle: no window ends after it
-    until each of them has passed it. When every partition is idle, the Redis clock minus the
-    delay, so that quiet times still close their windows. None before any message."""
-    if reading.first_bucket is None:
+def global_watermark(
+    reading: EventClockReading, policy: EventTimePolicy, partitions: int
+) -> float | None:
+    """The minimum watermark over the input topic's ``partitions`` that are not idle: no window
+    ends after it until each of them has passed it. None while a partition that is not idle
+    has no watermark yet (its first messages may be older than every other's) or before any
+    message. When every partition is idle, the Redis clock minus the delay, so that quiet
+    times still close their windows."""
+    if reading.first_bucket is None or partitions < 1:
         return None
     idle = idle_partitions(reading, policy)
-    busy = [w for p, w in reading.watermarks.items() if p not in idle]
+    busy = [p for p in range(partitions) if p not in idle]
+    if any(p not in reading.watermarks for p in busy):
+        return None
     if busy:
-        return min(busy)
+        return min(reading.watermarks[p] for p in busy)
     return reading.now - policy.max_delay_seconds
 
 
