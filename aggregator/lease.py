@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -71,6 +72,7 @@ class AggregatorLease:
         self._claim = client.register_script(_CLAIM)
         self._claim_revision = client.register_script(_CLAIM_REVISION)
         self._revisions_key = layout.revisions_key
+        self._unconfirmed_key = layout.unconfirmed_key
 
     def acquire(self) -> bool:
         """Take the lease if nobody holds it."""
@@ -92,10 +94,13 @@ class AggregatorLease:
         raw = _text(self._client.get(self._last_emitted_key))
         return None if raw is None else int(raw)
 
-    def claim(self, window_end: int) -> Claim:
-        """Claim the metric event of ``window_end``: granted once, and only to the holder."""
+    def claim(self, window_end: int, window_lengths: Sequence[int] = ()) -> Claim:
+        """Claim the metric events of ``window_end`` (one per window length, each noted as
+        unconfirmed until ``confirm``): granted once, and only to the holder."""
+        unconfirmed = [f"{seconds}:{window_end}:0" for seconds in window_lengths]
         status, detail = self._claim(
-            keys=[self._key, self._last_emitted_key], args=[self.token, window_end]
+            keys=[self._key, self._last_emitted_key, self._unconfirmed_key],
+            args=[self.token, window_end, *unconfirmed],
         )
         text = _text(detail)
         code = int(status)
@@ -106,16 +111,28 @@ class AggregatorLease:
             return Claim(ClaimStatus.CLAIMED, previous=previous)
         return Claim(ClaimStatus.ALREADY_EMITTED, previous=previous)
 
-
     def claim_revision(self, window_seconds: int, window_end: int) -> Claim:
         """Claim the next revision of an emitted window: ``previous`` is the revision granted."""
         status, detail = self._claim_revision(
-            keys=[self._key, self._revisions_key],
+            keys=[self._key, self._revisions_key, self._unconfirmed_key],
             args=[self.token, f"{window_seconds}:{window_end}"],
         )
         if int(status) == 0:
             return Claim(ClaimStatus.NOT_LEADER, holder=_text(detail))
         return Claim(ClaimStatus.CLAIMED, previous=int(detail))
+
+    def confirm(self, window_seconds: int, window_end: int, revision: int) -> None:
+        """Kafka acknowledged this claim's metric event."""
+        self._client.hdel(self._unconfirmed_key, f"{window_seconds}:{window_end}:{revision}")
+
+    def unconfirmed(self) -> list[tuple[int, int, int]]:
+        """(window seconds, end, revision) of the claims whose events Kafka never acknowledged
+        to their leader: produced or not, the topic says."""
+        found = []
+        for raw in self._client.hkeys(self._unconfirmed_key):
+            seconds, end, revision = (_text(raw) or "").split(":")
+            found.append((int(seconds), int(end), int(revision)))
+        return sorted(found, key=lambda claim: (claim[1], claim[0], claim[2]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from confluent_kafka import Producer
 
@@ -15,6 +16,7 @@ from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.lease import AggregatorLease
 from loginmetrics.aggregator.monitoring import http_api_serving
 from loginmetrics.aggregator.partition_count import PartitionCount
+from loginmetrics.aggregator.published_events import published_events
 from loginmetrics.aggregator.service import Aggregator
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.runtime.clients import kafka_client_config, redis_client
@@ -67,6 +69,14 @@ def run_aggregator(
                 event_clock=event_clock,
                 input_partitions=PartitionCount(producer, settings.input_topic),
                 history=history,
+                published=partial(
+                    published_events,
+                    kafka_client_config(
+                        settings.kafka, settings.kafka, f"loginmetrics-check-{os.getpid()}"
+                    ),
+                    settings.metrics_topic,
+                    settings.layout.prefix.encode(),
+                ),
             ).run()
     finally:
         client.close()

@@ -24,16 +24,20 @@ class MetricPublisher:
         self._key = key.encode()
         self._flush_timeout = flush_timeout_seconds
 
-    def publish(self, event: MetricEvent) -> None:
-        """Hand the event to the producer and wait a bounded time for the broker's ack.
+    def publish(self, event: MetricEvent) -> bool:
+        """Hand the event to the producer and wait a bounded time for the broker's ack; True
+        when the broker acknowledged it by then.
 
         Raises BufferError or KafkaException when the producer did not take the event; once
         taken, librdkafka retries it (idempotently) until ``message.timeout.ms``.
         """
         window_end = event.window_end
+        acknowledged = []
 
         def on_delivery(error: Any, _message: Any) -> None:
-            if error is not None:
+            if error is None:
+                acknowledged.append(True)
+            else:
                 logger.error(
                     "metric event of the window ending %s was not delivered to %s: %s",
                     window_end,
@@ -52,6 +56,7 @@ class MetricPublisher:
                 pending,
                 self._flush_timeout,
             )
+        return bool(acknowledged)
 
     def close(self, timeout_seconds: float = 10.0) -> None:
         pending = self._producer.flush(timeout_seconds)

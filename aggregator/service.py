@@ -30,6 +30,7 @@ from loginmetrics.aggregator.history import EventHistory
 from loginmetrics.aggregator.lease import AggregatorLease, ClaimStatus
 from loginmetrics.aggregator.metric_event import EventTimeStamp, MetricEvent, build_metric_event
 from loginmetrics.aggregator.metrics import aggregator_metrics
+from loginmetrics.aggregator.published_events import Published
 from loginmetrics.aggregator.publisher import MetricPublisher
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.aggregator.ticks import (
@@ -70,6 +71,10 @@ class Emission:
     seconds: int
     event_time: EventTimeStamp | None = None
 
+    @property
+    def revision(self) -> int:
+        return 0 if self.event_time is None else self.event_time.revision
+
 
 class Aggregator:
     """One aggregator of a window; any number may run, one of them is the leader."""
@@ -87,6 +92,7 @@ class Aggregator:
         event_clock: EventClock | None = None,
         input_partitions: Callable[[], int] = lambda: 0,
         history: EventHistory | None = None,
+        published: Callable[[], set[Published]] | None = None,
     ) -> None:
         """``event_clock`` and ``input_partitions`` (how many partitions the input topic has
         now): required in event time, where the partitions' watermarks decide emission."""
@@ -102,6 +108,9 @@ class Aggregator:
         self._event_clock = event_clock
         self._input_partitions = input_partitions
         self._history = history
+        # Reads back what is on the metric topic, for claims a crashed leader left unconfirmed.
+        self._published = published
+        self._settling = False
         self._stop = stop
         self._clock = clock
         self._attempts = Attempts(
@@ -173,6 +182,7 @@ class Aggregator:
 
     def _lead(self) -> None:
         self.is_leader = True
+        self._settling = True
         self._metrics.leader.set(1)
         self._announced_standby = False
         self._took_over = True
@@ -190,6 +200,9 @@ class Aggregator:
     # -- emission --------------------------------------------------------------------------
 
     def _emit_step(self) -> None:
+        if self._settling:
+            self._settle_unconfirmed()
+            self._settling = False
         if self._pending is not None:
             self._retry_pending(self._pending)
         if self._clock() < self._next_tick_at:
@@ -212,6 +225,30 @@ class Aggregator:
         self._next_tick_at = (
             local_now + seconds_to_next_tick(server_now, interval) + TICK_MARGIN_SECONDS
         )
+
+    def _settle_unconfirmed(self) -> None:
+        """A leader that died between claiming an event and Kafka's acknowledgement left the
+        claim unconfirmed: publish each such event that is not on the topic, so that no claimed
+        event goes missing, and none is published twice."""
+        claims = self._lease.unconfirmed()
+        if not claims or self._published is None:
+            return
+        on_topic = self._published()
+        for seconds, end, revision in claims:
+            if (seconds, end, revision) in on_topic:
+                self._lease.confirm(seconds, end, revision)
+                continue
+            logger.warning(
+                "the metric event of the window [%d, %d) (revision %d) was claimed by a leader "
+                "that stopped before Kafka acknowledged it, and it is not on %s: publishing it",
+                end - seconds,
+                end,
+                revision,
+                self._settings.metrics_topic,
+            )
+            stamp = EventTimeStamp(end, revision) if self._event_clock is not None else None
+            self._pending = Emission(end, seconds, stamp)
+            self._publish(self._pending)
 
     def _event_time_step(self, event_clock: EventClock) -> None:
         """Emit every window end the global watermark has passed, oldest first; emit again the
@@ -264,7 +301,7 @@ class Aggregator:
         event_clock.prune(self._layout.bucket_start(horizon), PRUNE_BUCKETS_PER_STEP)
 
     def _claim_and_publish(self, end: int, event_time: EventTimeStamp | None = None) -> None:
-        claim = self._lease.claim(end)
+        claim = self._lease.claim(end, [self._layout.window_seconds])
         if claim.status is ClaimStatus.NOT_LEADER:
             self._lose(f"the lease is held by {claim.holder or 'nobody'}")
             self._next_lease_at = self._clock()
@@ -306,7 +343,8 @@ class Aggregator:
             max_values=self._settings.max_distribution_values,
             event_time=emission.event_time,
         )
-        self._publisher.publish(event)
+        if self._publisher.publish(event):
+            self._lease.confirm(emission.seconds, emission.end, emission.revision)
         self._metrics.published(
             event.total_messages,
             event.total_errors,

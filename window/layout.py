@@ -158,6 +158,12 @@ class WindowLayout:
         return f"{self.prefix}:aggregator:revisions"
 
     @property
+    def unconfirmed_key(self) -> str:
+        """Hash of "<window seconds>:<end>:<revision>" claimed for a metric event whose delivery
+        Kafka has not confirmed yet: the next leader checks the topic for each."""
+        return f"{self.prefix}:aggregator:unconfirmed"
+
+    @property
     def pruned_before_key(self) -> str:
         """Event time: every second bucket before this start was deleted by the aggregator."""
         return f"{self.prefix}:aggregator:pruned-before"

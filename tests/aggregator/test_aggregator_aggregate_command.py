@@ -155,6 +155,7 @@ def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
         command(
             **values,
             layout=WindowLayout(),
+            input_topic="user-login",
             metrics_topic="",
             emit_interval=10.0,
             lease_seconds=15.0,

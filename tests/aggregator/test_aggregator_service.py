@@ -394,3 +394,54 @@ def test_the_event_lists_at_most_the_settings_distribution_values(
     (event,) = producer.events
     assert event["location_distribution"] == {"TX": 5, "OH": 4, "__other__": 3}
     assert event["window_size"] == 12
+
+
+class SilentProducer(RecordingProducer):
+    """Takes events but never acknowledges them: the leader dies before Kafka's ack."""
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes, on_delivery: Callable[..., None]
+    ) -> None:
+        self.events.append(json.loads(value))
+
+    def flush(self, timeout: float) -> int:
+        return len(self.events)
+
+
+def settling_node(
+    server: fakeredis.FakeServer, clocks: Clocks, token: str, on_topic: set[tuple[int, int, int]]
+) -> Node:
+    node = Node(server, clocks, token)
+    node.aggregator = Aggregator(
+        SETTINGS,
+        node.producer,  # type: ignore[arg-type]
+        ClockedReader(node.client, clocks),
+        node.lease,
+        node.stop,
+        clock=lambda: clocks.local,
+        published=lambda: on_topic,
+    )
+    return node
+
+
+@pytest.mark.parametrize("delivered", [False, True])
+def test_an_event_a_dead_leader_claimed_is_published_by_the_next_unless_it_is_on_the_topic(
+    server: fakeredis.FakeServer, clocks: Clocks, delivered: bool
+) -> None:
+    dead = Node(server, clocks, "dead")
+    dead.producer = SilentProducer()
+    dead.aggregator._publisher._producer = dead.producer  # type: ignore[assignment]
+    dead.step()  # claims the window ending 1_000_000; Kafka never acknowledges it
+    assert dead.lease.unconfirmed() == [(60, 1_000_000, 0)]
+    dead.client.delete(LAYOUT.aggregator_lease_key)  # its lease lapses
+    on_topic = {(60, 1_000_000, 0)} if delivered else set()
+    successor = settling_node(server, clocks, "next", on_topic)
+
+    successor.step()
+
+    published = [e["window_end"] for e in successor.producer.events]
+    assert published == ([] if delivered else ["1970-01-12T13:46:40.000000"])
+    assert successor.lease.unconfirmed() == []
+    clocks.advance(10)
+    successor.step()
+    assert successor.producer.window_ends()[-1] == "1970-01-12T13:46:50.000000"
