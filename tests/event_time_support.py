@@ -32,6 +32,8 @@ class Login:
     version: str
     locale: str
     valid: bool = True
+    # Event time refuses it though its payload is valid: "too_late" or "future_timestamp".
+    refused: str | None = None
 
     def payload(self) -> bytes:
         if not self.valid:
@@ -103,7 +105,7 @@ def bucket_counts(logins: Iterable[Login]) -> dict[int, list[Login | None]]:
     buckets: dict[int, list[Login | None]] = {}
     newest: dict[int, float] = {}
     for login in logins:
-        if login.valid:
+        if login.valid and login.refused is None:
             newest[login.partition] = max(newest.get(login.partition, 0.0), login.timestamp)
             buckets.setdefault(int(login.timestamp), []).append(login)
         else:
@@ -148,11 +150,16 @@ def differences(event: dict[str, Any], truth: WindowTruth) -> list[str]:
     return found
 
 
-def produce_logins(bootstrap: str, topic: str, logins: Iterable[Login]) -> None:
-    """Each login to its own partition, in order (idempotent: no reordering on a retry)."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True}
-    )
+def login_producer(bootstrap: str) -> Producer:
+    """Idempotent: a retry never reorders a partition's logins."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+
+
+def produce_logins(
+    bootstrap: str, topic: str, logins: Iterable[Login], producer: Producer | None = None
+) -> None:
+    """Each login to its own partition, in order; flushed."""
+    producer = producer or login_producer(bootstrap)
     for login in logins:
         while True:
             try:

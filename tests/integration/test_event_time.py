@@ -4,6 +4,7 @@ nothing back."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,15 +14,17 @@ import pytest
 import redis
 
 from tests.event_time_support import (
+    Login,
     bucket_counts,
     differences,
+    login_producer,
     metric_reader,
     produce_logins,
     read_metric_events,
     replay_stream,
     window_truth,
 )
-from tests.support import loginmetrics, pipeline_env
+from tests.support import consume, loginmetrics, pipeline_env
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +111,111 @@ def epoch(iso: str) -> int:
     from datetime import UTC, datetime
 
     return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp())
+
+
+def live_login(n: int, moment: float, refused: str | None = None) -> Login:
+    return Login(
+        partition=0,
+        timestamp=round(moment, 3),
+        user=f"user-{n % 37}",
+        ip=f"10.0.0.{n % 11}",
+        device=("android", "iOS")[n % 2],
+        version="2.3.0",
+        locale=("TX", "OH")[n % 2],
+        refused=refused,
+    )
+
+
+def test_late_messages_revise_their_windows_too_late_and_future_ones_are_dead_letters(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    new_topic: Any,
+    unique_group_id: str,
+    tmp_path: Path,
+) -> None:
+    topics = {"input": new_topic(1), "metrics": new_topic(1), "dlq": new_topic(1)}
+    env = pipeline_env(
+        kafka_bootstrap,
+        redis_url,
+        redis_prefix,
+        time_basis="event",
+        max_delay=1,
+        allowed_lateness=30,
+        max_future=60,
+        idle_after=60,  # the one partition is never idle here: the watermark alone decides
+        window=10,
+        emit_interval=2,
+        input_topic=topics["input"],
+        metrics_topic=topics["metrics"],
+        dlq_topic=topics["dlq"],
+        group_id=unique_group_id,
+    )
+    sent: list[Login] = []
+    producer = login_producer(kafka_bootstrap)
+
+    def send(*logins: Login) -> None:
+        produce_logins(kafka_bootstrap, topics["input"], logins, producer)
+        sent.extend(logins)
+
+    events: list[dict[str, Any]] = []
+    consumer = metric_reader(kafka_bootstrap, topics["metrics"])
+    try:
+        with loginmetrics("run", "--processes", "1", env=env, log=tmp_path / "run.log"):
+            for n in range(40):  # 8 s of live logins, 5 a second
+                send(live_login(n, time.time()))
+                time.sleep(0.2)
+            read_metric_events(consumer, events, lambda seen: len(seen) >= 3, 30, "3 windows")
+            emitted_end = max(epoch(e["window_end"]) for e in events)
+            # Late by ~6 s, inside the lateness: its bucket's emitted windows come again.
+            late = live_login(100, emitted_end - 4.5)
+            send(
+                late,
+                live_login(101, time.time() - 120, refused="too_late"),
+                live_login(102, time.time() + 3600, refused="future_timestamp"),
+            )
+            revised = {
+                end for end in range(emitted_end - 4, emitted_end + 1, 2) if end > late.timestamp
+            }
+            for n in range(200, 220):  # the stream goes on: emission is not disturbed
+                send(live_login(n, time.time()))
+                time.sleep(0.2)
+
+            def revisions_seen(seen: list[dict[str, Any]]) -> bool:
+                return revised <= {epoch(e["window_end"]) for e in seen if e["revision"] == 1}
+
+            read_metric_events(consumer, events, revisions_seen, 30, f"revisions of {revised}")
+            last_live = int(sent[-1].timestamp)
+            read_metric_events(
+                consumer,
+                events,
+                lambda seen: max(epoch(e["window_end"]) for e in seen) >= last_live - 3,
+                30,
+                "the windows after the late messages",
+            )
+        letters = [json.loads(v) for v in consume(kafka_bootstrap, topics["dlq"], 2)]
+    finally:
+        consumer.close()
+
+    assert sorted(letter["error_code"] for letter in letters) == ["future_timestamp", "too_late"]
+    assert any("behind the watermark" in letter["error"] for letter in letters)
+    newest: dict[int, dict[str, Any]] = {}
+    for event in events:
+        end = epoch(event["window_end"])
+        if end not in newest or event["revision"] > newest[end]["revision"]:
+            newest[end] = event
+    assert max(e["revision"] for e in events) == 1, "one revision each: a tick's late data coalesce"
+    pairs = Counter((e["window_end"], e["revision"]) for e in events)
+    assert max(pairs.values()) == 1
+    buckets = bucket_counts(sent)
+    wrong = {
+        end: found
+        for end, event in newest.items()
+        if (found := differences(event, window_truth(buckets, end, 10)))
+    }
+    assert not wrong, f"newest revisions differ from the truth: {wrong}"
+    ends = sorted(newest)
+    assert ends == list(range(ends[0], ends[-1] + 1, 2)), "a window end is missing"
+    for end in revised:
+        first = next(e for e in events if epoch(e["window_end"]) == end and e["revision"] == 0)
+        assert newest[end]["window_size"] == first["window_size"] + 1
