@@ -11,6 +11,9 @@ from prometheus_client.registry import Collector
 
 from loginmetrics.runtime.metrics import SECONDS_BUCKETS, one_per_process
 
+# Dead letters of event time whose payload is valid: counted as their own outcome.
+UNTIMELY_CODES = frozenset({"too_late", "future_timestamp"})
+
 
 class WorkerMetrics:
     """Figures of a worker process; recorded once per batch, never per message."""
@@ -18,7 +21,8 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.messages = Counter(
             "loginmetrics_messages",
-            "Messages applied to the window, by outcome (valid, or invalid: sent to the DLQ)",
+            "Messages applied to the window, by outcome: valid; invalid, too_late or "
+            "future_timestamp (event time), each sent to the DLQ",
             ["outcome"],
             registry=None,
         )
@@ -73,9 +77,14 @@ class WorkerMetrics:
         if valid:
             self._valid.inc(valid)
         if invalid:
-            self._invalid.inc(invalid)
+            untimely = 0
             for code, count in Tally(codes).items():
                 self.dead_letters.labels(code).inc(count)
+                if code in UNTIMELY_CODES:  # valid logins that event time cannot place
+                    self.messages.labels(code).inc(count)
+                    untimely += count
+            if invalid > untimely:
+                self._invalid.inc(invalid - untimely)
 
     def batch_refused(self, seconds: float) -> None:
         self._refused.inc()

@@ -65,6 +65,7 @@ CONTRACT: tuple[Metric, ...] = (
     _metric("loginmetrics_window_active_users", "gauge", (), *_AGGREGATOR),
     _metric("loginmetrics_window_unique_ips", "gauge", (), *_AGGREGATOR),
     _metric("loginmetrics_window_processing_rate", "gauge", (), *_AGGREGATOR),
+    _metric("loginmetrics_watermark_lag_seconds", "gauge", (), *_AGGREGATOR),
     # Prometheus' own, per scrape target.
     _metric("up", "gauge", (), *_BOTH),
 )

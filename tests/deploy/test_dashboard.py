@@ -33,7 +33,7 @@ def panels() -> list[dict[str, Any]]:
 
 def unit_of_query(expr: str) -> str:
     """The unit a query's values are in, judged from what it computes."""
-    if "histogram_quantile" in expr or "_seconds_sum" in expr or "age_seconds" in expr:
+    if any(s in expr for s in ("histogram_quantile", "_seconds_sum", "age_seconds", "lag_seconds")):
         return "s"
     if "consumer_lag_messages" in expr and "/" in expr:
         return "s"  # lag over consumption rate: seconds of work

@@ -178,3 +178,16 @@ def server_error(reply: str) -> redis.RedisError:
 )
 def test_redis_error_kinds(error: redis.RedisError, kind: str) -> None:
     assert redis_error_kind(error) == kind
+
+
+def test_valid_logins_event_time_cannot_place_are_their_own_outcome() -> None:
+    figures = WorkerMetrics()
+    figures.batch_applied(10, 4, ["too_late", "too_late", "future_timestamp", "wrong_type"], 0.01)
+    registry = process_registry(*figures.collectors())
+
+    outcomes = {
+        outcome: value(registry, "loginmetrics_messages_total", outcome=outcome)
+        for outcome in ("valid", "invalid", "too_late", "future_timestamp")
+    }
+    assert outcomes == {"valid": 10, "invalid": 1, "too_late": 2, "future_timestamp": 1}
+    assert value(registry, "loginmetrics_dead_letters_total", error_code="too_late") == 2
