@@ -58,7 +58,7 @@ def http_api_serving(
         history,
         _status_reader(client, settings, api.partition_source),
         ApiConfig(
-            window_lengths=(layout.window_seconds,),
+            window_lengths=settings.window_lengths,
             emit_interval_seconds=settings.emit_interval_seconds,
             bucket_seconds=layout.bucket_seconds,
             history_seconds=api.history_seconds,

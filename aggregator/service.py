@@ -122,7 +122,8 @@ class Aggregator:
         self._next_tick_at = clock()
         self._last_end: int | None = None  # newest window end this aggregator has handled
         self._last_reading: tuple[float, float] | None = None  # (Redis time, local clock)
-        self._pending: Emission | None = None  # claimed, not produced yet
+        self._pending: list[Emission] = []  # claimed, not produced yet, oldest first
+        self._window_lengths = settings.window_lengths
         self._announced_standby = False
         self._took_over = False
         self._probe = probe or NoProbe()
@@ -193,9 +194,13 @@ class Aggregator:
         self.is_leader = False
         self._metrics.leader.set(0)
         logger.warning("lost leadership: %s; standing by", reason)
-        if self._pending is not None:
-            logger.warning("metric event of the window ending %d is not emitted", self._pending.end)
-            self._pending = None
+        for pending in self._pending:
+            logger.warning(
+                "metric event of the %d s window ending %d is not emitted",
+                pending.seconds,
+                pending.end,
+            )
+        self._pending = []
 
     # -- emission --------------------------------------------------------------------------
 
@@ -203,8 +208,8 @@ class Aggregator:
         if self._settling:
             self._settle_unconfirmed()
             self._settling = False
-        if self._pending is not None:
-            self._retry_pending(self._pending)
+        if self._pending:
+            self._retry_pending()
         if self._clock() < self._next_tick_at:
             return
         if self._event_clock is not None:
@@ -247,8 +252,7 @@ class Aggregator:
                 self._settings.metrics_topic,
             )
             stamp = EventTimeStamp(end, revision) if self._event_clock is not None else None
-            self._pending = Emission(end, seconds, stamp)
-            self._publish(self._pending)
+            self._publish_all([Emission(end, seconds, stamp)])
 
     def _event_time_step(self, event_clock: EventClock) -> None:
         """Emit every window end the global watermark has passed, oldest first; emit again the
@@ -282,7 +286,7 @@ class Aggregator:
         if reading.late_buckets:
             revised = revised_windows(
                 reading.late_buckets,
-                [self._layout.window_seconds],
+                self._window_lengths,
                 emitted,
                 first_window_end(reading.first_bucket, interval),
                 interval,
@@ -292,16 +296,15 @@ class Aggregator:
                 if claim.status is ClaimStatus.NOT_LEADER:
                     self._lose(f"the lease is held by {claim.holder or 'nobody'}")
                     return
-                self._pending = Emission(
-                    end, seconds, EventTimeStamp(watermark, claim.previous or 0)
+                self._publish_all(
+                    [Emission(end, seconds, EventTimeStamp(watermark, claim.previous or 0))]
                 )
-                self._publish(self._pending)
             event_clock.settle_late(reading.late_buckets)
-        horizon = emitted - self._layout.window_seconds - policy.allowed_lateness_seconds
+        horizon = emitted - max(self._window_lengths) - policy.allowed_lateness_seconds
         event_clock.prune(self._layout.bucket_start(horizon), PRUNE_BUCKETS_PER_STEP)
 
     def _claim_and_publish(self, end: int, event_time: EventTimeStamp | None = None) -> None:
-        claim = self._lease.claim(end, [self._layout.window_seconds])
+        claim = self._lease.claim(end, self._window_lengths)
         if claim.status is ClaimStatus.NOT_LEADER:
             self._lose(f"the lease is held by {claim.holder or 'nobody'}")
             self._next_lease_at = self._clock()
@@ -315,22 +318,30 @@ class Aggregator:
             logger.info(
                 "taking over at the window ending %d (last emitted: %s)", end, claim.previous
             )
-        self._pending = Emission(end, self._layout.window_seconds, event_time)
-        self._publish(self._pending)
+        self._publish_all([Emission(end, seconds, event_time) for seconds in self._window_lengths])
 
-    def _retry_pending(self, pending: Emission) -> None:
+    def _retry_pending(self) -> None:
         # Past the grace period the window's oldest buckets may have expired: its totals are
         # gone. In event time the leader deletes them only once every window is emitted.
+        oldest = self._pending[0]
         if (
             self._event_clock is None
-            and self._reader.server_time() - pending.end > self._layout.expiry_grace_seconds
+            and self._reader.server_time() - oldest.end > self._layout.expiry_grace_seconds
         ):
             logger.error(
-                "gave up the metric event of the window ending %d: too late to read", pending.end
+                "gave up the metric events of the window ending %d: too late to read", oldest.end
             )
-            self._pending = None
+            self._pending = [p for p in self._pending if p.end != oldest.end]
             return
-        self._publish(pending)
+        self._publish_all([])
+
+    def _publish_all(self, emissions: list[Emission]) -> None:
+        """Publish what is still pending, then ``emissions``, in order; each leaves the queue
+        once produced, so a failure retries from the first one not produced."""
+        self._pending.extend(emissions)
+        while self._pending:
+            self._publish(self._pending[0])
+            self._pending.pop(0)
 
     def _publish(self, emission: Emission) -> None:
         started = self._clock()
@@ -353,7 +364,6 @@ class Aggregator:
             event.unique_ips,
             event.processing_rate,
         )
-        self._pending = None
         self.emitted += 1
         self._remember(event)
         logger.info(

@@ -31,6 +31,9 @@ class AggregatorSettings:
     metrics_topic: str = defaults.METRICS_TOPIC
     # Event time: the topic whose partitions' watermarks decide when a window is complete.
     input_topic: str = defaults.INPUT_TOPIC
+    # Window lengths (seconds) published each tick, one metric event each; empty: the layout's
+    # --window alone.
+    windows: tuple[int, ...] = ()
     emit_interval_seconds: float = 10.0
     # The leader renews every third of this; a standby takes over at most ~4/3 of it after the
     # leader dies.
@@ -57,6 +60,20 @@ class AggregatorSettings:
                 f"--emit-interval ({interval:g} s) must be a whole multiple of --bucket-seconds "
                 f"({bucket} s) in event time: every window end is a bucket boundary"
             )
+        for length in self.windows:
+            if length < bucket or length % bucket:
+                raise WindowConfigError(
+                    f"--windows: {length} s is not a positive multiple of --bucket-seconds "
+                    f"({bucket} s)"
+                )
+            if length > self.layout.window_seconds:
+                raise WindowConfigError(
+                    f"--windows: {length} s is longer than --window ({self.layout.window_seconds}"
+                    " s), the second buckets the workers keep; start the workers and aggregators "
+                    f"with --window {max(self.windows)}"
+                )
+        if len(set(self.windows)) != len(self.windows):
+            raise WindowConfigError(f"--windows names a length twice: {self.windows}")
         if not self.metrics_topic:
             raise ConfigError("--metrics-topic must not be empty")
         if not 1 <= self.max_distribution_values <= TRACKED_VALUES:
@@ -65,6 +82,11 @@ class AggregatorSettings:
                 f"--max-distribution-values must be between 1 and {TRACKED_VALUES}, "
                 f"got {self.max_distribution_values}"
             )
+
+    @property
+    def window_lengths(self) -> tuple[int, ...]:
+        """The window lengths published each tick, shortest first."""
+        return tuple(sorted(self.windows)) if self.windows else (self.layout.window_seconds,)
 
     @property
     def renew_interval_seconds(self) -> float:

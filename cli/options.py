@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from loginmetrics.aggregator.api_parameters import ParameterError, parse_duration
 from loginmetrics.aggregator.http_api import ApiSettings
 from loginmetrics.aggregator.settings import AggregatorSettings
 from loginmetrics.cli.config import (
@@ -468,6 +469,32 @@ def worker_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+class WindowLengths(click.ParamType[tuple[int, ...]]):
+    """``1m,5m,1h``: window lengths, each a duration (s, m, h, d; bare numbers are seconds)."""
+
+    name = "LENGTHS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(parse_duration(part, "--windows") for part in str(value).split(","))
+        except ParameterError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+windows_option = _option(
+    "--windows",
+    envvar="LOGINMETRICS_WINDOWS",
+    type=WindowLengths(),
+    default="",
+    show_default="--window alone",
+    help="Window lengths to publish each tick, e.g. 1m,5m,1h: one metric event per length (its "
+    "window_seconds says which), all read from one bucket store. Each at most --window, the "
+    "second buckets the workers keep.",
+)
+
+
 def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     """Adds the aggregator's own options and hands the command ``aggregator_settings``: the one
     place an ``AggregatorSettings`` is built from the command line. Goes below the connection
@@ -481,6 +508,7 @@ def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
         emit_interval: float,
         lease_seconds: float,
         max_distribution_values: int,
+        windows: tuple[int, ...],
         **kwargs: Any,
     ) -> Any:
         # `aggregate` takes --input-topic itself (event time reads its partitions' watermarks);
@@ -499,10 +527,14 @@ def aggregator_settings(command: Callable[..., Any]) -> Callable[..., Any]:
                 emit_interval_seconds=emit_interval,
                 lease_seconds=lease_seconds,
                 max_distribution_values=max_distribution_values,
+                windows=windows,
             )
         return command(*args, **kwargs)
 
-    return _apply([metrics_topic, emit_interval, lease_seconds, max_distribution_values], wrapper)
+    return _apply(
+        [metrics_topic, emit_interval, lease_seconds, max_distribution_values, windows_option],
+        wrapper,
+    )
 
 
 def http_api(command: Callable[..., Any]) -> Callable[..., Any]:

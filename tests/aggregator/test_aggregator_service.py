@@ -3,6 +3,7 @@ one leader, one event per window end, takeover, lost lease, outages, graceful st
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -445,3 +446,26 @@ def test_an_event_a_dead_leader_claimed_is_published_by_the_next_unless_it_is_on
     clocks.advance(10)
     successor.step()
     assert successor.producer.window_ends()[-1] == "1970-01-12T13:46:50.000000"
+
+
+def test_each_tick_publishes_one_event_per_window_length_from_the_same_buckets(
+    server: fakeredis.FakeServer, clocks: Clocks
+) -> None:
+    node = Node(server, clocks, "a")
+    settings = dataclasses.replace(SETTINGS, windows=(60, 10, 30))
+    node.aggregator = Aggregator(
+        settings,
+        node.producer,  # type: ignore[arg-type]
+        ClockedReader(node.client, clocks),
+        node.lease,
+        node.stop,
+        clock=lambda: clocks.local,
+    )
+    for start, valid in ((999_945, 5), (999_975, 3), (999_995, 2)):
+        node.client.hset(LAYOUT.bucket_key(start, BucketField.COUNTS), COUNT_VALID, valid)
+
+    node.step()
+
+    published = [(e["window_seconds"], e["window_size"]) for e in node.producer.events]
+    assert published == [(10, 2), (30, 5), (60, 10)]
+    assert node.lease.unconfirmed() == []
