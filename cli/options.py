@@ -477,6 +477,8 @@ class WindowLengths(click.ParamType[tuple[int, ...]]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
+        if not str(value).strip():
+            return ()  # the default: --window alone
         try:
             return tuple(parse_duration(part, "--windows") for part in str(value).split(","))
         except ParameterError as exc:

@@ -160,6 +160,7 @@ def test_aggregator_settings_turn_config_errors_into_bad_parameters() -> None:
             emit_interval=10.0,
             lease_seconds=15.0,
             max_distribution_values=100,
+            windows=(),
         )
 
 
