@@ -10,6 +10,7 @@ from loginmetrics.cli.health_command import health
 from loginmetrics.cli.logs import LogSettings
 from loginmetrics.cli.offsets_command import offsets
 from loginmetrics.cli.print_command import print_messages
+from loginmetrics.cli.query_command import query
 from loginmetrics.cli.run_command import run
 from loginmetrics.cli.status_command import status
 from loginmetrics.cli.topics_command import topics
@@ -66,6 +67,7 @@ cli.add_command(topics)
 cli.add_command(health)
 cli.add_command(status)
 cli.add_command(offsets)
+cli.add_command(query)
 
 
 def main() -> None:

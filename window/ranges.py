@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -47,6 +48,10 @@ class RangePlan:
 
     def count(self, tier: Tier) -> int:
         return sum(1 for bucket in self.buckets if bucket.tier is tier)
+
+
+def _utc(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _floor(value: int, step: int) -> int:
@@ -141,7 +146,7 @@ class RangeReader:
         present = layout.bucket_start(int(now)) + layout.bucket_seconds
         if end > present:
             raise RangeOutOfRetentionError(
-                f"the range ends at {end}, {end - int(now)} s in the future (Redis clock)"
+                f"the range ends at {_utc(end)}, {end - int(now)} s in the future (Redis clock)"
             )
         # A second bucket lives --window plus grace after its last write: every one since this
         # is still there (and in event time none before the aggregator's pruning point).
@@ -151,8 +156,8 @@ class RangeReader:
         kept = layout.retention_seconds if layout.has_tiers else layout.window_seconds
         if start < int(now) - kept:
             raise RangeOutOfRetentionError(
-                f"the range starts at {start}, {int(now) - start} s ago: only the last "
-                f"{kept} s are kept"
+                f"the range starts at {_utc(start)}, {int(now) - start} s ago: only the last "
+                f"{kept} s (since {_utc(int(now) - kept)}) are kept"
                 + (
                     ""
                     if layout.has_tiers
