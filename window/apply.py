@@ -51,6 +51,9 @@ class ApplyOutcome:
     conflict_partition: int | None = None
     stored_offset: int | None = None
     server_time: float | None = None
+    # Event time: the newest window end emitted and the oldest bucket written, as they stood.
+    emitted_end: int | None = None
+    first_bucket: int | None = None
 
 
 def _increments_document(increments: WindowIncrements) -> dict[str, Any]:
@@ -191,7 +194,11 @@ class WindowWriter:
         )
         if int(result[0]) == 1:
             return ApplyOutcome(
-                applied=True, bucket=int(result[1]), server_time=float(_text(result[2]))
+                applied=True,
+                bucket=int(result[1]),
+                server_time=float(_text(result[2])),
+                emitted_end=_parse_offset(result[3]),
+                first_bucket=_parse_offset(result[4]),
             )
         return ApplyOutcome(
             applied=False,

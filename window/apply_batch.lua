@@ -36,9 +36,10 @@
 -- KEYS[4], so that the windows holding it are emitted again.
 -- Bucket keys are derived here rather than passed in KEYS: this targets a single Redis, not Cluster.
 --
--- Returns {1, B, now} when applied (B: the newest bucket written, now: the Redis clock in
--- seconds), {0, partition, stored} when a partition's stored offset is not the expected one
--- (another worker owns it now); nothing is written then.
+-- Returns {1, B, now, emitted, first} when applied (B: the newest bucket written, now: the Redis
+-- clock in seconds; event time: KEYS[3] and KEYS[5] as they stand, '' when unset),
+-- {0, partition, stored} when a partition's stored offset is not the expected one (another
+-- worker owns it now); nothing is written then.
 
 local batch = cjson.decode(ARGV[4])
 
@@ -96,10 +97,10 @@ local function write(bucket, increments)
   redis.call('EXPIRE', counts, ttl)
 end
 
-local newest
+local newest, emitted, first
 if batch.buckets then
-  local emitted = tonumber(redis.call('GET', KEYS[3]) or '')
-  local first = tonumber(redis.call('GET', KEYS[5]) or '')
+  emitted = tonumber(redis.call('GET', KEYS[3]) or '')
+  first = tonumber(redis.call('GET', KEYS[5]) or '')
   for _, entry in ipairs(batch.buckets) do
     local bucket = entry[1]
     write(bucket, entry[2])
@@ -124,4 +125,5 @@ for _, advance in ipairs(batch.offsets) do
   redis.call('HSET', KEYS[1], advance[1], advance[3])
 end
 
-return {1, newest or '', now[1] .. '.' .. string.format('%06d', tonumber(now[2]))}
+local clock = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
+return {1, newest or '', clock, emitted or '', first or ''}

@@ -169,6 +169,8 @@ class BatchStep:
     def _catch_up(self) -> None:
         """What is pending or due, in order: the batch, moving partitions, the offset check."""
         self._apply_pending()
+        if self._window_clock is not None:
+            self.owned.release(self._window_clock.reach())
         self._positions.move()
         if self._clock() >= self._audit_at:
             self._positions.check_applied()
@@ -200,6 +202,8 @@ class BatchStep:
             self._positions.went_back(folded.behind, applied)
             applied = {p: o for p, o in applied.items() if p not in folded.behind}
             folded = self._fold_batch(records, applied, marks)
+        for partition, (offset, event_time) in folded.held.items():
+            self.owned.hold(partition, offset, event_time)
         self._positions.count_gaps(applied, folded.first_offsets)
         if not folded.last_offsets:
             return None
@@ -238,6 +242,7 @@ class BatchStep:
     def _took(self, pending: PendingBatch, outcome: ApplyOutcome, seconds: float) -> None:
         if self._window_clock is not None and outcome.server_time is not None:
             self._window_clock.observe(outcome.server_time)
+            self._window_clock.saw(outcome.emitted_end, outcome.first_bucket)
         self.owned.advance(pending.folded.last_offsets, pending.folded.watermarks)
         self._consumer.commit(self.owned.committable())
         increments = pending.folded.increments

@@ -65,7 +65,14 @@ class ConsumerShell:
         self._stop = stop
         self._clock = clock
         self._metrics = worker_metrics()
-        self._window_clock = WindowClock()
+        layout = settings.layout
+        # A catch-up writes no bucket further ahead of the emitted windows than the buckets
+        # the aggregator keeps behind them: Redis holds about twice that, whatever the backlog.
+        self._window_clock = WindowClock(
+            hold_after=layout.window_seconds
+            + layout.event_time.allowed_lateness_seconds
+            + layout.event_time.max_delay_seconds
+        )
         self._dead_letters = DeadLetterSender(producer, settings.input_topic, settings.dlq_topic)
         self.batch = BatchStep(
             writer,
@@ -214,7 +221,7 @@ class ConsumerShell:
             return
         self._caught_up_at = self._clock() + CAUGHT_UP_REPORT_SECONDS
         owned = self.batch.owned
-        consuming = {} if self.batch.waiting else owned.consuming()
+        consuming = {} if self.batch.state is LoopState.WAITING else owned.consuming()
         marks = {p: p in consuming and self._caught_up(p, consuming[p]) for p in owned}
         try:
             _now, self._window_clock.emitted_end = self._writer.mark_caught_up(marks)

@@ -4,6 +4,7 @@ from too far in the future become dead letters, counted where the partition's st
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,13 +43,32 @@ class WindowClock:
     change windows whose buckets may be gone, so it is too late whatever its partition's
     watermark (a partition idle for long wakes up with an old one)."""
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time, hold_after: float = math.inf) -> None:
+        """``hold_after``: how far (seconds of event time) past the newest emitted window end
+        a worker may write buckets; a partition whose next message lies further waits."""
         self._wall = wall
         self._offset = 0.0  # Redis minus local; the local clock until Redis has answered
+        self._hold_after = hold_after
         self.emitted_end: float | None = None
+        self.first_bucket: float | None = None
+
+    def reach(self) -> float | None:
+        """The newest event time a worker may write now: ``hold_after`` past the newest emitted
+        window end, or past the oldest bucket before any is emitted; None: no limit yet."""
+        base = self.emitted_end if self.emitted_end is not None else self.first_bucket
+        if base is None or math.isinf(self._hold_after):
+            return None
+        return base + self._hold_after
 
     def observe(self, server_time: float) -> None:
         self._offset = server_time - self._wall()
+
+    def saw(self, emitted_end: float | None, first_bucket: float | None) -> None:
+        """The window's newest emitted end and oldest bucket, as Redis reported them."""
+        if emitted_end is not None:
+            self.emitted_end = emitted_end
+        if first_bucket is not None:
+            self.first_bucket = first_bucket
 
     def now(self) -> float:
         return self._wall() + self._offset
@@ -83,6 +103,10 @@ def fold_event_batch(
     every invalid message, are counted as errors in the bucket where the partition's stream
     stands (its watermark plus the delay; before any, the message's Kafka timestamp), so that
     a replay puts every count where a live run did.
+
+    A partition whose next message lies beyond ``window_clock.reach()`` is not folded from
+    there on (``held``): during a catch-up, the buckets in Redis never run further ahead of the
+    emitted windows than that, whatever the backlog.
     """
     folded = FoldedBatch(WindowIncrements(), buckets={})
     buckets: dict[int, _Bucket] = {}
@@ -90,6 +114,7 @@ def fold_event_batch(
     delay, lateness = policy.max_delay_seconds, policy.allowed_lateness_seconds
     future_limit = window_clock.now() + policy.max_future_seconds
     emitted = window_clock.emitted_end
+    reach = window_clock.reach()
     decode = event_decoder(max_field_bytes)
     run_partition, first, last = NO_OFFSET, NO_OFFSET, NO_OFFSET
     owned, floor = False, NO_OFFSET
@@ -129,11 +154,20 @@ def fold_event_batch(
             if owned and partition not in folded.behind:
                 folded.behind[partition] = offset
             continue
+        if partition in folded.held:
+            continue  # read again once the windows have caught up
+        value = record.value()
+        event = _judge(value, decode, max_bytes, max_field_bytes)
+        if (
+            not isinstance(event, Rejection)
+            and reach is not None
+            and reach < event.timestamp <= future_limit  # a future one is refused, not held
+        ):
+            folded.held[partition] = (offset, event.timestamp)
+            continue
         if first == NO_OFFSET:
             first = offset
         last = offset
-        value = record.value()
-        event = _judge(value, decode, max_bytes, max_field_bytes)
         if isinstance(event, Rejection):
             reject(record, event)
             continue

@@ -61,6 +61,9 @@ class FoldedBatch:
     # the watermark each folded partition reaches. None in processing time.
     buckets: dict[int, WindowIncrements] | None = None
     watermarks: dict[int, float] = field(default_factory=dict)
+    # Event time: partition -> (offset, event time) of the first message too far ahead of the
+    # emitted windows; it and the rest of its partition were not folded.
+    held: dict[int, tuple[int, float]] = field(default_factory=dict)
 
     def book(self, partition: int, first: int, last: int) -> None:
         """Offsets ``first`` .. ``last`` of ``partition`` were folded (nothing if NO_OFFSET)."""

@@ -23,12 +23,15 @@ class Phase(Enum):
 
     PLACING -> SEEKING -> CONSUMING on assignment (and when its position was reset under it);
     CONSUMING -> REWINDING -> SEEKING when the window holds another offset than this worker
-    applied; CONSUMING -> SEEKING when consumed messages are put back while the step waits.
+    applied; CONSUMING -> SEEKING when consumed messages are put back while the step waits;
+    CONSUMING -> HELD -> SEEKING in event time, while its next message lies too far ahead of
+    the windows emitted so far (a catch-up then keeps only so many buckets in Redis).
     """
 
     PLACING = "placing"  # assigned: the window's offset and the topic's end not read yet
     REWINDING = "rewinding"  # the window's offset must be read again
     SEEKING = "seeking"  # the consumer must move to ``seek_to`` (STAY: nowhere)
+    HELD = "held"  # waits at ``seek_to`` until the windows reach ``held_until``
     CONSUMING = "consuming"
 
 
@@ -45,6 +48,7 @@ class _Partition:
     seek_to: int | None = STAY  # SEEKING: where the consumer goes next
     fallback: int | None = STAY  # REWINDING: where to read if the window holds no offset
     epoch: int = 0  # moves of the consumer: messages consumed before a move are stale
+    held_until: float = 0.0  # HELD: the event time of the message it waits at
 
 
 class OwnedPartitions:
@@ -180,6 +184,23 @@ class OwnedPartitions:
         state = self._partitions.get(partition)
         if state is not None and state.phase is Phase.CONSUMING:
             state.phase, state.seek_to = Phase.SEEKING, first
+
+    def hold(self, partition: int, offset: int, event_time: float) -> None:
+        """Its message at ``offset`` (of ``event_time``) is too far ahead of the emitted
+        windows: the consumer goes back there once they have come close enough."""
+        state = self._partitions.get(partition)
+        if state is not None and state.phase is Phase.CONSUMING:
+            state.phase, state.seek_to, state.held_until = Phase.HELD, offset, event_time
+
+    def release(self, reach: float | None) -> list[int]:
+        """Held partitions whose message is within ``reach`` (None: everything) move on;
+        returns them."""
+        released = []
+        for partition, state in self._partitions.items():
+            if state.phase is Phase.HELD and (reach is None or state.held_until <= reach):
+                state.phase = Phase.SEEKING
+                released.append(partition)
+        return sorted(released)
 
     def seeks(self) -> dict[int, int | None]:
         """Partition -> offset to seek to (STAY: none), of the partitions still to move."""

@@ -180,3 +180,22 @@ def test_a_replay_in_any_batches_puts_every_count_where_one_batch_does(
     assert [(r.partition, r.offset) for b in parts for r in b.rejected] == [
         (r.partition, r.offset) for b in whole for r in b.rejected
     ]
+
+
+def test_a_partition_whose_next_message_is_beyond_the_reach_is_held_there() -> None:
+    window_clock = WindowClock(wall=lambda: NOW, hold_after=100)
+    window_clock.emitted_end = NOW - 1000  # reach: NOW - 900
+    folded = fold(
+        [
+            Consumed(0, 0, login("a", NOW - 950)),
+            Consumed(0, 1, b"broken"),
+            Consumed(0, 2, login("b", NOW - 850)),  # beyond: held here
+            Consumed(0, 3, login("c", NOW - 950)),  # not folded: read again later
+            Consumed(1, 0, login("d", NOW - 960)),
+        ],
+        window_clock=window_clock,
+    )
+
+    assert folded.held == {0: (2, NOW - 850)}
+    assert folded.last_offsets == {0: 1, 1: 0}
+    assert folded.increments.total == 3
