@@ -27,6 +27,8 @@ from loginmetrics.runtime.signals import EXIT_OK, graceful_stop, start_supervise
 from loginmetrics.window import Role, WindowReader, await_layout_agreement
 from loginmetrics.window.event_clock import EventClock
 from loginmetrics.window.layout import TimeBasis
+from loginmetrics.window.ranges import RangeReader
+from loginmetrics.window.rollup import Rollup
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ def run_aggregator(
                 event_clock=event_clock,
                 input_partitions=PartitionCount(producer, settings.input_topic),
                 history=history,
+                ranges=RangeReader(
+                    client, settings.layout, max_values=settings.max_distribution_values
+                ),
+                rollup=Rollup(client, settings.layout),
                 published=partial(
                     published_events,
                     kafka_client_config(

@@ -44,7 +44,9 @@ from loginmetrics.runtime.health import LoopProbe, NoProbe
 from loginmetrics.runtime.redis_errors import judge
 from loginmetrics.window import WindowReader
 from loginmetrics.window.event_clock import EventClock, global_watermark
-from loginmetrics.window.layout import TimeBasis
+from loginmetrics.window.layout import MINUTE_SECONDS, Tier, TimeBasis
+from loginmetrics.window.ranges import RangeReader
+from loginmetrics.window.rollup import Rollup
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ TICK_MARGIN_SECONDS = 0.005
 # catch-up before it renews the lease and reads the watermark again.
 EVENT_TIME_POLL_SECONDS = 0.5
 CATCH_UP_ENDS_PER_STEP = 50
+# Processing time: a second bucket is rolled up this long after the Redis clock left it.
+ROLLUP_MARGIN_SECONDS = 2
 # Event time: most second buckets the leader deletes per step once no window needs them.
 PRUNE_BUCKETS_PER_STEP = 3600
 
@@ -93,6 +97,8 @@ class Aggregator:
         input_partitions: Callable[[], int] = lambda: 0,
         history: EventHistory | None = None,
         published: Callable[[], set[Published]] | None = None,
+        ranges: RangeReader | None = None,
+        rollup: Rollup | None = None,
     ) -> None:
         """``event_clock`` and ``input_partitions`` (how many partitions the input topic has
         now): required in event time, where the partitions' watermarks decide emission."""
@@ -111,6 +117,10 @@ class Aggregator:
         # Reads back what is on the metric topic, for claims a crashed leader left unconfirmed.
         self._published = published
         self._settling = False
+        # Windows read through the rolled-up tiers where they are (a 1 h window is then ~120
+        # buckets, not 3,600), and the leader's rollup of the buckets its basis calls final.
+        self._ranges = ranges
+        self._rollup = rollup
         self._stop = stop
         self._clock = clock
         self._attempts = Attempts(
@@ -227,6 +237,9 @@ class Aggregator:
         self._last_reading = reading
         if self._last_end is None or end > self._last_end:
             self._claim_and_publish(end)
+        if self._rollup is not None and self.is_leader:
+            # A second bucket is final once the Redis clock has left it.
+            self._rollup.roll(self._layout.bucket_start(server_now) - ROLLUP_MARGIN_SECONDS)
         self._next_tick_at = (
             local_now + seconds_to_next_tick(server_now, interval) + TICK_MARGIN_SECONDS
         )
@@ -300,8 +313,18 @@ class Aggregator:
                     [Emission(end, seconds, EventTimeStamp(watermark, claim.previous or 0))]
                 )
             event_clock.settle_late(reading.late_buckets)
-        horizon = emitted - max(self._window_lengths) - policy.allowed_lateness_seconds
-        event_clock.prune(self._layout.bucket_start(horizon), PRUNE_BUCKETS_PER_STEP)
+        # A bucket is final once no message may land in it any more: the allowed lateness
+        # behind the newest emitted window end (event_fold's floor).
+        final = self._layout.bucket_start(emitted - policy.allowed_lateness_seconds)
+        horizon = self._layout.bucket_start(
+            emitted - max(self._window_lengths) - policy.allowed_lateness_seconds
+        )
+        if self._rollup is not None and self._layout.has_tiers:
+            self._rollup.roll(final)
+            # Seconds are deleted only once their minute is rolled up.
+            rolled = self._rollup.progress(Tier.MINUTE)
+            horizon = min(horizon, -1 if rolled is None else rolled + MINUTE_SECONDS)
+        event_clock.prune(horizon, PRUNE_BUCKETS_PER_STEP)
 
     def _claim_and_publish(self, end: int, event_time: EventTimeStamp | None = None) -> None:
         claim = self._lease.claim(end, self._window_lengths)
@@ -345,7 +368,10 @@ class Aggregator:
 
     def _publish(self, emission: Emission) -> None:
         started = self._clock()
-        totals = self._reader.read(emission.end, emission.seconds)
+        if self._ranges is not None:
+            totals = self._ranges.read(emission.end - emission.seconds, emission.end).totals
+        else:
+            totals = self._reader.read(emission.end, emission.seconds)
         self._metrics.window_read_seconds.observe(self._clock() - started)
         event = build_metric_event(
             totals,

@@ -16,6 +16,7 @@ from loginmetrics.window.layout import (
     MINUTE_SECONDS,
     BucketField,
     Tier,
+    TimeBasis,
     WindowLayout,
 )
 from loginmetrics.window.read import (
@@ -151,6 +152,9 @@ class RangeReader:
         # A second bucket lives --window plus grace after its last write: every one since this
         # is still there (and in event time none before the aggregator's pruning point).
         oldest_second = layout.bucket_start(int(now)) - layout.window_seconds
+        if layout.time_basis is TimeBasis.EVENT:
+            # In event time a second bucket stays until the aggregator prunes it, however old.
+            oldest_second = 0
         if pruned is not None:
             oldest_second = max(oldest_second, int(pruned))
         kept = layout.retention_seconds if layout.has_tiers else layout.window_seconds

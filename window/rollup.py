@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from loginmetrics.window.layout import OTHER_VALUES, Tier, WindowLayout
+from loginmetrics.window.layout import OTHER_VALUES, Tier, TimeBasis, WindowLayout
 from loginmetrics.window.scripts import load_lua
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,12 @@ class Rollup:
         layout = self._layout
         if not layout.has_tiers:
             return 0
-        # Second buckets live --window (plus grace) after their last write, minutes --retention.
-        rolled = self._roll_tier(Tier.MINUTE, final_before, final_before - layout.window_seconds)
+        # Second buckets live --window (plus grace) after their last write, minutes --retention;
+        # in event time seconds stay until the aggregator prunes them, however old.
+        oldest_second = final_before - layout.window_seconds
+        if layout.time_basis is TimeBasis.EVENT:
+            oldest_second = self._oldest_event_second(final_before)
+        rolled = self._roll_tier(Tier.MINUTE, final_before, oldest_second)
         minutes_until = rolled_until(layout, Tier.MINUTE, self.progress(Tier.MINUTE))
         if minutes_until is not None:
             hours_before = min(final_before, minutes_until)
@@ -70,6 +74,14 @@ class Rollup:
                 Tier.HOUR, hours_before, final_before - layout.retention_seconds
             )
         return rolled
+
+    def _oldest_event_second(self, final_before: int) -> int:
+        layout = self._layout
+        pruned, first = self._client.mget(layout.pruned_before_key, layout.first_bucket_key)
+        for raw in (pruned, first):
+            if raw is not None:
+                return int(raw)
+        return final_before
 
     def _roll_tier(self, tier: Tier, final_before: int, oldest_source: int) -> int:
         layout = self._layout
