@@ -82,6 +82,7 @@ class ApiConfig:
     history_seconds: int
     retention_seconds: int
     max_distribution_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES
+    time_basis: str = "processing"
 
 
 class RangeResult(Protocol):
@@ -174,6 +175,7 @@ class HttpApi:
             datetime.now(UTC),
             self._config.bucket_seconds,
             self._config.max_distribution_values,
+            time_basis=self._config.time_basis,
         )
         headers = (
             (ROUNDED_HEADER, "true" if answer.rounded else "false"),

@@ -89,6 +89,7 @@ def build_metric_event(
     bucket_seconds: int,
     max_values: int = DEFAULT_MAX_DISTRIBUTION_VALUES,
     *,
+    time_basis: str = "processing",
     event_time: EventTimeStamp | None = None,
 ) -> MetricEvent:
     """The metric event of the window ``totals`` describes, built at ``built_at``.
@@ -105,7 +106,7 @@ def build_metric_event(
         max_values //= 2
         event = _metric_event(totals, built_at, bucket_seconds, max_values)
     if event_time is None:
-        return event
+        return msgspec.structs.replace(event, time_basis=time_basis)
     return msgspec.structs.replace(
         event,
         time_basis="event",

@@ -64,6 +64,7 @@ def http_api_serving(
             history_seconds=api.history_seconds,
             retention_seconds=layout.retention_seconds,
             max_distribution_values=settings.max_distribution_values,
+            time_basis=layout.time_basis.value,
         ),
         redis_clock=lambda: _redis_time(client),
     )

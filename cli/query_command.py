@@ -15,6 +15,7 @@ from loginmetrics.cli import options, render
 from loginmetrics.cli.preflight import describe_redis
 from loginmetrics.runtime.clients import SentinelConfig, redis_client
 from loginmetrics.window import BadRangeError, RangeAnswer, RangeReader, WindowLayout, read_layout
+from loginmetrics.window.layout import TimeBasis
 
 
 def reading_layout(client: redis.Redis, layout: WindowLayout) -> WindowLayout:
@@ -27,7 +28,7 @@ def reading_layout(client: redis.Redis, layout: WindowLayout) -> WindowLayout:
         prefix=layout.prefix,
         bucket_seconds=bucket,
         window_seconds=kept,
-        time_basis=layout.time_basis,
+        time_basis=TimeBasis(recorded.time_basis or layout.time_basis),
         retention_seconds=max(layout.retention_seconds, kept),
     )
 
@@ -143,7 +144,11 @@ def query(
     if answer.rounded:
         click.echo(rounding_note(answer), err=True)
     event = build_metric_event(
-        answer.totals, datetime.now(UTC), reading.bucket_seconds, max_distribution_values
+        answer.totals,
+        datetime.now(UTC),
+        reading.bucket_seconds,
+        max_distribution_values,
+        time_basis=reading.time_basis,
     )
     encoded = encode_metric_event(event)
     if not table:
