@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -188,3 +189,18 @@ def read_metric_events(
 
 def metric_reader(bootstrap: str, topic: str) -> Consumer:
     return topic_reader(bootstrap, topic)
+
+
+def window_end_epoch(iso: str) -> int:
+    """A metric event's ``window_end`` (UTC ISO-8601, no offset) as epoch seconds."""
+    return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp())
+
+
+def newest_revisions(events: Iterable[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Window end (epoch seconds) -> the event of its highest revision: what a consumer keeps."""
+    newest: dict[int, dict[str, Any]] = {}
+    for event in events:
+        end = window_end_epoch(event["window_end"])
+        if end not in newest or event["revision"] > newest[end]["revision"]:
+            newest[end] = event
+    return newest
