@@ -14,6 +14,8 @@ from loginmetrics.aggregator.lease import LeaseState, read_lease
 from loginmetrics.aggregator.partition_positions import GroupMembers, PartitionPosition, positions
 from loginmetrics.window import RecordedLayout, WindowLayout, read_layout
 from loginmetrics.window.applied_offsets import AppliedOffsets
+from loginmetrics.window.event_clock import EventClock, global_watermark, idle_partitions
+from loginmetrics.window.layout import TimeBasis
 from loginmetrics.window.throughput import RecentThroughput, recent_throughput
 
 # Workers report paused partitions only to Prometheus (loginmetrics_partitions_paused); nothing
@@ -42,6 +44,27 @@ class PartitionSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class EventTimeStatus:
+    """Where event time stands: the global watermark (None: no window can close yet), each
+    partition's watermark, and the idle ones."""
+
+    watermark: float | None
+    watermarks: dict[int, float]
+    idle: list[int]
+
+
+def read_event_time(
+    client: redis.Redis, layout: WindowLayout, topic: str, partitions: int
+) -> EventTimeStatus:
+    reading = EventClock(client, layout, topic).read()
+    return EventTimeStatus(
+        watermark=global_watermark(reading, layout.event_time, partitions),
+        watermarks=dict(reading.watermarks),
+        idle=sorted(idle_partitions(reading, layout.event_time)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """Everything ``status`` shows, read at ``server_time`` (Redis clock, epoch seconds)."""
 
@@ -56,6 +79,8 @@ class StatusReport:
     window_topic_id: str | None
     members: GroupMembers
     partitions: list[PartitionPosition]
+    # Event time only: the partitions' watermarks and which of them are idle.
+    event_time: EventTimeStatus | None = None
 
     @property
     def last_window_age(self) -> float | None:
@@ -122,6 +147,20 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "lag": {"messages": report.total_lag, "seconds": report.lag_seconds(report.total_lag)},
         "paused_partitions": None,
         "paused_partitions_note": PAUSED_UNKNOWN,
+        "event_time": _event_time_json(report),
+    }
+
+
+def _event_time_json(report: StatusReport) -> dict[str, Any] | None:
+    event_time = report.event_time
+    if event_time is None:
+        return None
+    lag = None if event_time.watermark is None else report.server_time - event_time.watermark
+    return {
+        "watermark": iso(event_time.watermark),
+        "watermark_lag_seconds": lag,
+        "partition_watermarks": {str(p): iso(w) for p, w in event_time.watermarks.items()},
+        "idle_partitions": event_time.idle,
     }
 
 
@@ -137,6 +176,9 @@ def read_status(client: redis.Redis, kafka: PartitionSource, layout: WindowLayou
         )
     partitions = kafka.partitions()
     offsets = AppliedOffsets(client, layout, kafka.topic)
+    event_time = None
+    if recorded.time_basis == TimeBasis.EVENT.value:
+        event_time = read_event_time(client, layout, kafka.topic, len(partitions))
     seconds, micros = client.time()
     return StatusReport(
         prefix=layout.prefix,
@@ -152,4 +194,5 @@ def read_status(client: redis.Redis, kafka: PartitionSource, layout: WindowLayou
         partitions=positions(
             offsets.read(partitions), kafka.watermarks(partitions), kafka.committed(partitions)
         ),
+        event_time=event_time,
     )

@@ -62,6 +62,7 @@ def status_text(report: StatusReport) -> str:
         f"group        {report.group}: {members.state}, {len(members.members)} member(s)"
         + "".join(f"\n               {member}" for member in members.members),
         f"paused       {PAUSED_UNKNOWN}",
+        *_event_time_lines(report),
         "",
         f"{'partition':>9}  {'applied':>12}  {'committed':>12}  {'high':>12}  "
         f"{'lag':>10}  {'lag s':>8}",
@@ -81,6 +82,22 @@ def status_text(report: StatusReport) -> str:
         "'-' when nothing was applied lately)"
     )
     return "\n".join(lines)
+
+
+def _event_time_lines(report: StatusReport) -> list[str]:
+    event_time = report.event_time
+    if event_time is None:
+        return []
+    if event_time.watermark is None:
+        mark = "none yet: a partition that is not idle has no watermark (or nothing applied)"
+    else:
+        behind = report.server_time - event_time.watermark
+        mark = f"{iso(event_time.watermark)} ({behind:.1f} s behind the Redis clock)"
+    marks = ", ".join(
+        f"{p}: {iso(w)}{' (idle)' if p in event_time.idle else ''}"
+        for p, w in sorted(event_time.watermarks.items())
+    )
+    return [f"watermark    {mark}", f"partitions   {marks or 'no watermark yet'}"]
 
 
 def _offset(value: int | None) -> str:

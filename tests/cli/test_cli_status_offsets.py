@@ -3,6 +3,7 @@ operator reads, what a reset changes in Redis and Kafka, and when it refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,7 +19,7 @@ from loginmetrics.cli.offsets_command import Move, plan_moves
 from loginmetrics.cli.partition_positions import GroupMembers, PartitionPosition
 from loginmetrics.window import Role, WindowLayout
 from loginmetrics.window.applied_offsets import AppliedOffsets
-from loginmetrics.window.layout import BucketField
+from loginmetrics.window.layout import BucketField, TimeBasis
 from loginmetrics.window.layout_record import record_layout
 from loginmetrics.window.throughput import recent_throughput
 
@@ -256,3 +257,25 @@ def test_recent_throughput_counts_only_complete_buckets(window: fakeredis.FakeRe
 def test_the_lease_reads_nobody_when_nobody_holds_it(window: fakeredis.FakeRedis) -> None:
     state = read_lease(window, LAYOUT)
     assert (state.holder, state.expires_in_seconds, state.last_emitted) == (None, None, None)
+
+
+def test_status_in_event_time_shows_the_watermarks_and_the_idle_partitions(
+    kafka: FakeKafka, window: fakeredis.FakeRedis
+) -> None:
+    layout = dataclasses.replace(LAYOUT, time_basis=TimeBasis.EVENT)
+    record_layout(window, layout, Role.WORKER)
+    now = int(window.time()[0])
+    window.hset(layout.watermarks_key(TOPIC), mapping={"0": now - 30, "1": now - 900})
+    window.set(layout.first_bucket_key, now - 3600)
+    # Partition 1 has been caught up for a minute: idle, it holds nothing back.
+    window.hset(layout.caught_up_key(TOPIC), "1", f"{now - 60}:{now}")
+
+    result = invoke("status", "--time-basis", "event", "--output", "json")
+
+    assert result.exit_code == 0, result.output
+    event_time = json.loads(result.output)["event_time"]
+    assert event_time["idle_partitions"] == [1]
+    assert 30 <= event_time["watermark_lag_seconds"] < 32  # partition 0's, the only busy one
+    text = invoke("status", "--time-basis", "event")
+    assert "s behind the Redis clock" in text.output
+    assert "(idle)" in text.output
