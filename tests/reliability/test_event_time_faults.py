@@ -8,6 +8,7 @@ fresh seeds); a failure names its seed, what struck when, and how to replay it."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -22,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from confluent_kafka import Consumer
 
+from loginmetrics.aggregator.lease import read_lease
+from loginmetrics.window import WindowLayout
 from tests.event_time_support import (
     bucket_counts,
     differences,
@@ -36,10 +40,10 @@ from tests.event_time_support import (
     window_truth,
 )
 from tests.reliability.conftest import PrivateRedis
-from tests.reliability.harness import tail
+from tests.reliability.harness import applied_offsets, tail
 from tests.reliability.test_fault_soak import kill_group
 from tests.reliability.test_redis_faults import wait_answering
-from tests.support import loginmetrics, pipeline_env
+from tests.support import lease_holder_pid, loginmetrics, pipeline_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(240)]
 
@@ -54,13 +58,17 @@ INTERVAL_S = 10
 MAX_DELAY_S = 5
 IDLE_AFTER_S = 2
 LEASE_S = 3
-# Faults strike once this share of the replay's window ends is on the metric topic: early
-# enough that the workers are still reading the backlog (they run at most window + allowed
-# lateness, ~15 min of event time, ahead of the emitted windows), late enough that some are out.
+# Faults strike once this share of the replay's window ends is on the metric topic, one at a
+# time: early enough that the workers are still reading the backlog (they run at most window
+# + allowed lateness, ~15 min of event time, ahead of the emitted windows), late enough that
+# some are out.
 STRIKE_AT = (0.05, 0.6)
 # Most seconds to wait for a share of the window ends: a whole replay with a pool restart
 # (its static members wait out the session timeout, 10 s) included.
 REPLAY_TIMEOUT_S = 120
+# Most seconds until a victim works again: a pool restarted after a SIGKILL waits out the
+# session timeout (10 s) of its predecessor's static members.
+HEAL_TIMEOUT_S = 40
 # After the last window end arrives, the topic is read this much longer: a duplicate published
 # late (by a leader settling its predecessor's claims) shows up here.
 SETTLE_S = 3.0
@@ -155,19 +163,30 @@ class Fleet:
     def logs(self, role: str) -> list[Path]:
         return [log for r, _process, log in self.started if r == role]
 
+    def check_running(self) -> None:
+        """Fail at once, with its log, when the pool or the aggregator ended by itself."""
+        for role, process, log in self.started:
+            if process in (self.pool, self.aggregator) and process.poll() is not None:
+                raise AssertionError(
+                    f"{role} {process.pid} exited {process.returncode}:\n{tail(log)}"
+                )
+
 
 @dataclass(frozen=True, slots=True)
 class Struck:
-    """A fault as it happened: seconds into the replay, window ends of the replay out by then."""
+    """A fault as it happened: seconds into the replay, the replay's window ends emitted by
+    then (as Redis' last emitted end says), and how long until the victim worked again."""
 
     fault: Fault
     at_s: float
     windows_out: int
     note: str
+    healed_s: float
 
     def __str__(self) -> str:
         return (
-            f"{self.at_s:5.1f} s, {self.windows_out} windows out: {self.fault.kind} ({self.note})"
+            f"{self.at_s:5.1f} s, {self.windows_out} windows out: {self.fault.kind} ({self.note}; "
+            f"working again {self.healed_s:.1f} s later)"
         )
 
 
@@ -178,6 +197,8 @@ class Replay:
     schedule: Schedule
     fleet: Fleet
     redis_server: PrivateRedis
+    layout: WindowLayout
+    source: str  # the input topic
     consumer: Consumer
     expected_ends: list[int]
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -190,17 +211,22 @@ class Replay:
     def wait_for_share(self, share: float, what: str) -> None:
         want = share * len(self.expected_ends)
         expected = set(self.expected_ends)
+
+        def reached(_seen: list[dict[str, Any]]) -> bool:
+            self.fleet.check_running()
+            return len(self.emitted_ends() & expected) >= want
+
         read_metric_events(
-            self.consumer,
-            self.events,
-            lambda _seen: len(self.emitted_ends() & expected) >= want,
-            REPLAY_TIMEOUT_S,
-            f"{what}\n{self.story()}",
+            self.consumer, self.events, reached, REPLAY_TIMEOUT_S, f"{what}\n{self.story()}"
         )
 
     def strike(self, fault: Fault) -> None:
+        """Strike ``fault``, start the victim again, and wait until it works: one fault at a
+        time (a process started while Redis is down refuses to start, by design)."""
+        with contextlib.closing(self.redis_server.client()) as client:
+            last = read_lease(client, self.layout).last_emitted or 0
+        out = sum(1 for end in self.expected_ends if end <= last)
         began = time.monotonic()
-        done = len(self.emitted_ends() & set(self.expected_ends))
         match fault.kind:
             case Kind.POOL_KILL:
                 note = self.fleet.kill_pool(fault.down_s)
@@ -210,10 +236,33 @@ class Replay:
                 self.redis_server.kill()
                 time.sleep(fault.down_s)
                 self.redis_server.start()
-                with self.redis_server.client() as client:
-                    wait_answering(client)
-                note = f"Redis back after {time.monotonic() - began:.1f} s"
-        self.struck.append(Struck(fault, began - self.started, done, note))
+                note = "Redis restarted"
+        restarted = time.monotonic()
+        self.heal(fault.kind)
+        healed = time.monotonic() - restarted
+        self.struck.append(Struck(fault, began - self.started, out, note, healed))
+
+    def heal(self, kind: Kind) -> None:
+        """Until the victim works again: the new pool applies batches, the new aggregator
+        leads, Redis answers commands (its append-only file loaded)."""
+        with contextlib.closing(self.redis_server.client()) as client:
+            wait_answering(client)
+            if kind is Kind.POOL_KILL:
+                # Its static members come back under new ids: the dead ones' partitions move
+                # once the session timeout has passed, so nothing the new pool applied is in
+                # yet; what the killed one had sent is.
+                applied = applied_total(client, self.layout, self.source)
+                self.wait(lambda: applied_total(client, self.layout, self.source) > applied, kind)
+            elif kind is Kind.AGGREGATOR_KILL:
+                leader = self.fleet.aggregator.pid
+                self.wait(lambda: lease_holder_pid(client, self.layout) == leader, kind)
+
+    def wait(self, healed: Callable[[], bool], kind: Kind) -> None:
+        deadline = time.monotonic() + HEAL_TIMEOUT_S
+        while not healed():
+            self.fleet.check_running()
+            assert time.monotonic() < deadline, f"not working again after {kind}\n{self.story()}"
+            time.sleep(0.1)
 
     def story(self) -> str:
         struck = "\n".join(f"  {done}" for done in self.struck) or "  nothing yet"
@@ -221,6 +270,14 @@ class Replay:
             f"{self.schedule}\nstruck:\n{struck}\nreplay: {SEEDS_ENV}={self.schedule.seed} "
             ".venv/bin/python -m pytest tests/reliability/test_event_time_faults.py -x -q -s"
         )
+
+
+def applied_total(client: redis.Redis, layout: WindowLayout, topic: str) -> int:
+    """Messages applied to the window, by the applied offsets (0 while Redis cannot say)."""
+    try:
+        return sum(offset + 1 for offset in applied_offsets(client, layout, topic).values())
+    except redis.RedisError:
+        return 0
 
 
 @pytest.mark.parametrize("seed", fault_seeds(), ids=lambda seed: f"seed-{seed}")
@@ -265,7 +322,10 @@ def test_a_replayed_hour_through_crashes_gives_every_window_once_and_exact(
     try:
         with ExitStack() as stack:
             fleet = Fleet(env, tmp_path, stack)
-            replay = Replay(schedule, fleet, private_redis, consumer, expected_ends)
+            layout = WindowLayout(prefix=redis_prefix)
+            replay = Replay(
+                schedule, fleet, private_redis, layout, topics["input"], consumer, expected_ends
+            )
             for fault in schedule.faults:
                 replay.wait_for_share(fault.at, f"{fault.at:.0%} of the windows")
                 replay.strike(fault)
