@@ -16,7 +16,14 @@ stable: the steady rate (while 10 % .. 90 % of the messages were done) of
         second topic in one Kafka transaction, the workers start at its end, and the
         transaction is committed once the group is stable: the backlog appears at once.
 
+``--time-basis processing,event`` drains (b) once per time basis in every repetition (the
+order alternating), on the same messages: their ``timestamp`` is the second they were made
+(as ``loginmetrics generate`` makes them), so event time's buckets hold what live traffic
+would. The summary gives both rates and event / processing.
+
     python -m bench.throughput --messages 1000000 --repeat 3 --processes 1,2
+    python -m bench.throughput --messages 300000 --repeat 2 --processes 1 \
+        --time-basis processing,event
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +72,8 @@ from bench.stack import (
     worker_pids,
 )
 from bench.stream import LoginPayloads
-from loginmetrics.window import WindowLayout
+from loginmetrics.window import WindowLayout, WindowReader, WindowTotals
+from loginmetrics.window.layout import TimeBasis
 from loginmetrics.worker.settings import WorkerSettings
 
 PARTITIONS = 4
@@ -92,6 +101,7 @@ class Drain:
     load_average: list[float] | None = None
     # CPU seconds the broker and Redis used while the workers drained the topic
     stack_cpu_seconds: dict[str, float] | None = None
+    time_basis: str | None = None  # the workers' --time-basis (None: a ceiling)
 
 
 def _observe(
@@ -193,12 +203,50 @@ def ceiling(
 # -- (b) loginmetrics workers ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Made:
+    """The seconds a stream was made in: its payload timestamps (the generator's clock) and
+    its Kafka timestamps lie in ``[first, last]``."""
+
+    first: int
+    last: int
+
+
+def made_since(first: float) -> Made:
+    """From ``first`` (``time.time()`` before the first message was made) until now."""
+    return Made(int(first), int(time.time()) + 1)
+
+
+class SpanProgress:
+    """Messages in a prefix's buckets of the seconds a stream was made in: where event time
+    puts them (a valid login at its timestamp, an invalid one where its partition stands)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, made: Made) -> None:
+        span = made.last - made.first + 1
+        self._reader = WindowReader(client, WindowLayout(prefix=prefix, window_seconds=span))
+        self._end = made.last + 1
+
+    def totals(self) -> WindowTotals:
+        return self._reader.read(self._end)
+
+
+def window_progress(
+    client: redis.Redis, prefix: str, basis: TimeBasis, made: Made
+) -> WindowProgress | SpanProgress:
+    """What the window holds of the drained stream so far, read from its own buckets only:
+    those written since now (processing time) or those of the seconds it was made (event)."""
+    if basis is TimeBasis.EVENT:
+        return SpanProgress(client, prefix, made)
+    return WindowProgress(client, prefix)
+
+
 def workers_stable(
     args: argparse.Namespace,
     client: redis.Redis,
     names: dict[str, str],
     processes: int,
     logs: Path,
+    basis: TimeBasis,
     metrics: bool = False,
 ) -> Drain:
     topic = names["stable"]  # its own topic: the backlog is appended to it on every pass
@@ -208,8 +256,8 @@ def workers_stable(
         applied_key = WindowLayout(prefix=prefix).applied_offsets_key(topic)
         if any(ends.values()):  # the first pass starts on an empty topic
             client.hset(applied_key, mapping={p: end - 1 for p, end in ends.items() if end})
-        producer, expected = _held_back_backlog(args, topic)
-        settings = {**_worker_options(args, names, prefix), "input_topic": topic}
+        producer, expected, made = _held_back_backlog(args, topic)
+        settings = {**_worker_options(args, names, prefix, basis), "input_topic": topic}
         if metrics:
             settings["metrics_port"] = _free_port()
         env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **settings)
@@ -220,7 +268,7 @@ def workers_stable(
         with loginmetrics("worker", "--processes", str(processes), env=env, log=log) as pool:
             pids = worker_pids(pool.pid, processes)
             stable = _wait_for_stable_group(args.bootstrap_servers, prefix, processes)
-            progress = WindowProgress(client, prefix)
+            progress = window_progress(client, prefix, basis, made)
             stack_before = {name: cpu_seconds(pid) or 0.0 for name, pid in stack.items()}
             worker_before = [cpu_seconds(pid) or 0.0 for pid in pids]
             producer.commit_transaction(60)  # the backlog appears at once
@@ -256,13 +304,16 @@ def workers_stable(
         prefix_bytes=key_bytes,
         load_average=load,
         stack_cpu_seconds=stack_cpu,
+        time_basis=basis.value,
     )
 
 
-def _held_back_backlog(args: argparse.Namespace, topic: str) -> tuple[Producer, tuple[int, int]]:
+def _held_back_backlog(
+    args: argparse.Namespace, topic: str
+) -> tuple[Producer, tuple[int, int], Made]:
     """The benchmark's messages produced in one open transaction (invisible to the workers,
-    which read committed messages only); returns the producer to commit it, and the expected
-    (valid, invalid) counts."""
+    which read committed messages only); returns the producer to commit it, the expected
+    (valid, invalid) counts and when the messages were made."""
     producer = fast_producer(
         args.bootstrap_servers,
         **{"transactional.id": f"bench-{uuid.uuid4().hex}", "transaction.timeout.ms": 300_000},
@@ -270,8 +321,9 @@ def _held_back_backlog(args: argparse.Namespace, topic: str) -> tuple[Producer, 
     producer.init_transactions(30)
     producer.begin_transaction()
     payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
+    first = time.time()
     produce_all(producer, topic, (next(payloads) for _ in range(args.messages)))
-    return producer, (payloads.valid, payloads.invalid)
+    return producer, (payloads.valid, payloads.invalid), made_since(first)
 
 
 def _wait_for_stable_group(bootstrap: str, group: str, members: int, timeout: float = 60) -> bool:
@@ -391,17 +443,18 @@ def workers_cold(
     names: dict[str, str],
     processes: int,
     expected: tuple[int, int],
+    made: Made,
     logs: Path,
+    basis: TimeBasis,
 ) -> Drain:
     """``loginmetrics worker --processes N`` started on the preloaded topic with a fresh group
     and window: timed from the start of the command until the window holds every message."""
     total = sum(expected)
     with redis_prefix(client) as prefix:
-        env = pipeline_env(
-            args.bootstrap_servers, args.redis_url, prefix, **_worker_options(args, names, prefix)
-        )
+        options = _worker_options(args, names, prefix, basis)
+        env = pipeline_env(args.bootstrap_servers, args.redis_url, prefix, **options)
         log = logs / f"{prefix}-worker.log"
-        progress = WindowProgress(client, prefix)
+        progress = window_progress(client, prefix, basis, made)
         load = load_average()
         stack = stack_pids(client)
         stack_before = {name: cpu_seconds(pid) or 0.0 for name, pid in stack.items()}
@@ -423,6 +476,7 @@ def workers_cold(
     drain.cpu_seconds = cpu
     drain.stack_cpu_seconds = stack_cpu
     drain.exact = (totals.valid, totals.invalid) == expected
+    drain.time_basis = basis.value
     return drain
 
 
@@ -453,12 +507,13 @@ def _cold_drain(
 
 
 def _worker_options(
-    args: argparse.Namespace, names: dict[str, str], prefix: str
+    args: argparse.Namespace, names: dict[str, str], prefix: str, basis: TimeBasis
 ) -> dict[str, str | int]:
     options: dict[str, str | int] = {
         "input_topic": names["login"],
         "dlq_topic": names["dlq"],
         "group_id": prefix,
+        "time_basis": basis.value,
     }
     if args.batch_size:
         options["batch_size"] = args.batch_size
@@ -474,73 +529,130 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     client = redis.Redis.from_url(args.redis_url)
     counts = [int(n) for n in args.processes.split(",")]
     modes = [m.strip() for m in args.modes.split(",")]
+    bases = time_bases(args.time_basis)
     logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     with topics(args.bootstrap_servers, login=PARTITIONS, stable=PARTITIONS, dlq=1) as names:
         payloads = LoginPayloads(args.users, invalid_every=args.invalid_every, seed=args.seed)
-        started = time.monotonic()
+        started, first = time.monotonic(), time.time()
         produce_all(
             fast_producer(args.bootstrap_servers),
             names["login"],
             (next(payloads) for _ in range(args.messages)),
         )
+        made = made_since(first)
         print(f"preloaded {args.messages} messages in {time.monotonic() - started:.1f} s")
         expected = (payloads.valid, payloads.invalid)
         ends = end_offsets(args.bootstrap_servers, names["login"])
         batch = args.batch_size or WorkerSettings(kafka={}, redis_url="").batch_size
 
-        def passes(processes: int) -> Iterator[Callable[[], Drain]]:
-            """The drains of one repetition for one process count, in the order they run."""
+        def passes(processes: int, repetition: int) -> Iterator[Callable[[], Drain]]:
+            """The drains of one repetition for one process count, in the order they run: the
+            time bases in turn, first one first, then the other (drift hits both alike)."""
+            turn = bases if repetition % 2 == 0 else bases[::-1]
             if "cold" in modes:
                 yield lambda: ceiling_cold(args, names["login"], ends, processes, batch)
-                yield lambda: workers_cold(args, client, names, processes, expected, logs)
+                for basis in turn:
+                    yield partial(
+                        workers_cold, args, client, names, processes, expected, made, logs, basis
+                    )
             if "stable" in modes:
                 yield lambda: ceiling(args, names["login"], ends, processes, batch)
-                yield lambda: workers_stable(args, client, names, processes, logs)
-                if args.metrics:
-                    yield lambda: workers_stable(args, client, names, processes, logs, True)
+                for basis in turn:
+                    yield partial(workers_stable, args, client, names, processes, logs, basis)
+                    if args.metrics:
+                        yield partial(
+                            workers_stable, args, client, names, processes, logs, basis, True
+                        )
 
         drains: list[Drain] = []
         for repetition in range(args.repeat):
             for processes in counts:
-                for measure in passes(processes):
+                for measure in passes(processes, repetition):
                     drain = measure()
                     drains.append(drain)
+                    kind = f"{drain.kind} {drain.time_basis}" if drain.time_basis else drain.kind
                     print(
-                        f"  [{repetition + 1}/{args.repeat}] {drain.mode:6} {drain.kind:14} "
+                        f"  [{repetition + 1}/{args.repeat}] {drain.mode:6} {kind:25} "
                         f"x{processes}: {drain.rate:9,.0f} msg/s"
                         + (f" in {drain.seconds:.2f} s" if drain.mode == "cold" else "")
                         + ("" if drain.complete else " (INCOMPLETE)")
                         + ("" if drain.exact in (None, True) else " (NOT EXACT)")
                     )
     client.close()
-    return _summarise(args, counts, modes, drains)
+    return _summarise(args, counts, modes, bases, drains)
+
+
+def time_bases(option: str) -> list[TimeBasis]:
+    """``--time-basis``: a comma-separated list of processing and event, each once."""
+    try:
+        bases = [TimeBasis(name.strip()) for name in option.split(",") if name.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"--time-basis: {exc}; choose processing, event or both") from exc
+    if not bases or len(set(bases)) != len(bases):
+        raise SystemExit(f"--time-basis: name processing and/or event, each once: {option!r}")
+    return bases
 
 
 def _summarise(
-    args: argparse.Namespace, counts: list[int], modes: list[str], drains: list[Drain]
+    args: argparse.Namespace,
+    counts: list[int],
+    modes: list[str],
+    bases: list[TimeBasis],
+    drains: list[Drain],
 ) -> dict[str, Any]:
+    """Per mode, time basis and process count, the figures; per mode and process count,
+    event time's rates over processing time's (both measured in this run)."""
     by_mode: dict[str, Any] = {}
+    event_to_processing: dict[str, Any] = {}
     for mode in modes:
-        by_count: dict[str, Any] = {}
-        for processes in counts:
-            done = [d for d in drains if d.mode == mode and d.processes == processes]
-            if done:
-                by_count[str(processes)] = _figures(args, mode, done)
-        # Scale-out: the last process count against the first, same mode, same run.
-        if len(by_count) > 1:
-            first, last = by_count[str(counts[0])], by_count[str(counts[-1])]
-            by_count["scale_out"] = (
-                last["worker_msg_per_s"]["median"] / first["worker_msg_per_s"]["median"]
-            )
-        by_mode[mode] = by_count
+        by_basis: dict[str, Any] = {}
+        for basis in bases:
+            by_count: dict[str, Any] = {}
+            for processes in counts:
+                done = [
+                    d
+                    for d in drains
+                    if d.mode == mode
+                    and d.processes == processes
+                    and d.time_basis in (None, basis.value)
+                ]
+                if any(d.kind == "worker" for d in done):
+                    by_count[str(processes)] = _figures(args, mode, done)
+            # Scale-out: the last process count against the first, same mode, same run.
+            if len(by_count) > 1:
+                first, last = by_count[str(counts[0])], by_count[str(counts[-1])]
+                by_count["scale_out"] = (
+                    last["worker_msg_per_s"]["median"] / first["worker_msg_per_s"]["median"]
+                )
+            by_basis[basis.value] = by_count
+        by_mode[mode] = by_basis
+        if len(by_basis) == len(TimeBasis):
+            event_to_processing[mode] = _event_to_processing(by_basis, counts)
     return {
         "benchmark": "throughput",
         "machine": results.machine(),
         "load_average_end": load_average(),
         "config": vars(args),
         "by_mode": by_mode,
+        "event_to_processing": event_to_processing,
         "drains": [asdict(d) for d in drains],
     }
+
+
+def _event_to_processing(by_basis: dict[str, Any], counts: list[int]) -> dict[str, Any]:
+    """Per process count: event time's median msg/s, and msg per worker CPU second, over
+    processing time's."""
+    ratios: dict[str, Any] = {}
+    for processes in map(str, counts):
+        event = by_basis[TimeBasis.EVENT.value].get(processes)
+        processing = by_basis[TimeBasis.PROCESSING.value].get(processes)
+        if event is None or processing is None:
+            continue
+        ratios[processes] = {
+            name: event[name]["median"] / processing[name]["median"]
+            for name in ("worker_msg_per_s", "worker_msg_per_cpu_second")
+        }
+    return ratios
 
 
 def _figures(args: argparse.Namespace, mode: str, done: list[Drain]) -> dict[str, Any]:
@@ -583,26 +695,38 @@ def _figures(args: argparse.Namespace, mode: str, done: list[Drain]) -> dict[str
 
 def summary_line(result: dict[str, Any]) -> str:
     parts = []
-    for mode, by_count in result["by_mode"].items():
-        for processes, figures in by_count.items():
-            if processes == "scale_out":
-                parts.append(f"{mode} scale-out {figures:.2f}x")
-                continue
-            w, c = figures["worker_msg_per_s"], figures["ceiling_msg_per_s"]
+    for mode, by_basis in result["by_mode"].items():
+        for basis, by_count in by_basis.items():
+            parts += _count_parts(f"{mode} {basis}", by_count)
+        for processes, ratio in result["event_to_processing"].get(mode, {}).items():
             parts.append(
-                f"{mode} x{processes}: worker {w['median']:,.0f} msg/s "
-                f"({w['min']:,.0f}-{w['max']:,.0f}), "
-                f"ceiling {c['median']:,.0f} ({c['min']:,.0f}-{c['max']:,.0f}), "
-                f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
-                f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
+                f"{mode} x{processes}: event / processing {ratio['worker_msg_per_s']:.3f} "
+                f"(per CPU second {ratio['worker_msg_per_cpu_second']:.3f})"
             )
-            if "metrics_cost" in figures:
-                m = figures["worker_with_metrics_msg_per_s"]
-                parts[-1] += (
-                    f", with --metrics-port {m['median']:,.0f} ({m['min']:,.0f}-{m['max']:,.0f}, "
-                    f"cost {100 * figures['metrics_cost']:.1f} %)"
-                )
     return "throughput: " + "; ".join(parts) + f"; load {result['load_average_end']}"
+
+
+def _count_parts(label: str, by_count: dict[str, Any]) -> list[str]:
+    parts = []
+    for processes, figures in by_count.items():
+        if processes == "scale_out":
+            parts.append(f"{label} scale-out {figures:.2f}x")
+            continue
+        w, c = figures["worker_msg_per_s"], figures["ceiling_msg_per_s"]
+        parts.append(
+            f"{label} x{processes}: worker {w['median']:,.0f} msg/s "
+            f"({w['min']:,.0f}-{w['max']:,.0f}), "
+            f"ceiling {c['median']:,.0f} ({c['min']:,.0f}-{c['max']:,.0f}), "
+            f"ratio {figures['ratio_worker_to_ceiling']:.2f}, "
+            f"peak RSS {figures['worker_peak_rss_mib']:.0f} MiB"
+        )
+        if "metrics_cost" in figures:
+            m = figures["worker_with_metrics_msg_per_s"]
+            parts[-1] += (
+                f", with --metrics-port {m['median']:,.0f} ({m['min']:,.0f}-{m['max']:,.0f}, "
+                f"cost {100 * figures['metrics_cost']:.1f} %)"
+            )
+    return parts
 
 
 def _free_port() -> int:
@@ -640,6 +764,12 @@ def parser() -> argparse.ArgumentParser:
         "--metrics",
         action="store_true",
         help="also drain with --metrics-port (the pool's figures served), for the cost of metrics",
+    )
+    parse.add_argument(
+        "--time-basis",
+        default="processing",
+        help="the workers' --time-basis: processing, event, or both (processing,event), each "
+        "drained in every repetition on the same messages",
     )
     parse.add_argument("--timeout", type=float, default=300.0, help="most seconds for one drain")
     return parse
