@@ -276,6 +276,7 @@ def _fold_for(settings: WorkerSettings, window_clock: WindowClock) -> Fold:
         policy=layout.event_time,
         bucket_seconds=layout.bucket_seconds,
         window_clock=window_clock,
+        retention_seconds=layout.retention_seconds,
         max_bytes=settings.max_message_bytes,
         max_field_bytes=settings.max_field_bytes,
     )

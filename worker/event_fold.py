@@ -35,6 +35,9 @@ from loginmetrics.worker.validation import (
     validate,
 )
 
+# Bounds of event time no timestamp reaches (epoch seconds); finite, unlike an infinite one.
+_FAR = 1e18
+
 
 class WindowClock:
     """The Redis clock as this worker last saw it (each applied batch reports it), run on by
@@ -90,6 +93,7 @@ def fold_event_batch(
     policy: EventTimePolicy,
     bucket_seconds: int,
     window_clock: WindowClock,
+    retention_seconds: float = 86_400,
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
 ) -> FoldedBatch:
@@ -98,7 +102,7 @@ def fold_event_batch(
 
     A partition's watermark is its largest event time applied minus ``policy.max_delay``. A
     message older than the watermark (or the newest emitted window end, if later) by more than
-    the allowed lateness is ``too_late``; one
+    the allowed lateness, or older than the retention, is ``too_late``; one
     further ahead of the Redis clock than ``max_future`` is ``future_timestamp``. Both, and
     every invalid message, are counted as errors in the bucket where the partition's stream
     stands (its watermark plus the delay; before any, the message's Kafka timestamp), so that
@@ -112,13 +116,25 @@ def fold_event_batch(
     buckets: dict[int, _Bucket] = {}
     marks = dict(watermarks)
     delay, lateness = policy.max_delay_seconds, policy.allowed_lateness_seconds
-    future_limit = window_clock.now() + policy.max_future_seconds
+    now = window_clock.now()
+    future_limit = now + policy.max_future_seconds
+    # Older than the retention, no window or range can hold a message: too late whatever the
+    # watermark (and a fresh partition's first message from 1970 starts no endless emission).
+    oldest = max(now - retention_seconds, -_FAR)
     emitted = window_clock.emitted_end
     reach = window_clock.reach()
+    # A message between ``low`` and ``high`` is neither late, held nor from the future: the
+    # fast path. Finite bounds, so that an infinite or NaN timestamp always takes the slow one.
+    high = future_limit if reach is None else min(reach, future_limit)
     decode = event_decoder(max_field_bytes)
     run_partition, first, last = NO_OFFSET, NO_OFFSET, NO_OFFSET
-    owned, floor = False, NO_OFFSET
-    mark: float | None = None
+    owned, floor, held = False, NO_OFFSET, False
+    newest: float | None = None  # the partition's largest event time: its watermark + delay
+    low = oldest
+    # The bucket the last valid message went to: consecutive messages mostly share it.
+    bucket_low, bucket_high = 0.0, -1.0
+    bucket = _Bucket()
+    add_user, add_ip, profiles = bucket.users.add, bucket.ips.add, bucket.profiles
 
     def bucket_of(moment: float) -> _Bucket:
         start = int(moment // bucket_seconds) * bucket_seconds
@@ -127,12 +143,13 @@ def fold_event_batch(
             found = buckets[start] = _Bucket()
         return found
 
-    def reject(record: Record, rejection: Rejection) -> None:
-        stands = mark + delay if mark is not None else _stream_start(record, future_limit)
-        bucket_of(stands).invalid += 1
-        folded.rejected.append(
-            RejectedRecord(partition, offset, timestamp_ms(record), record.value(), rejection)
-        )
+    def lowest(newest: float | None) -> float:
+        """Below this a message is too late: the allowed lateness behind the partition's
+        watermark, or behind the newest emitted window end when that is later."""
+        mark = None if newest is None else newest - delay
+        if emitted is not None and (mark is None or emitted > mark):
+            mark = emitted
+        return oldest if mark is None else max(oldest, mark - lateness)
 
     for record in records:
         if record.error() is not None:
@@ -142,88 +159,112 @@ def fold_event_batch(
         offset: int = record.offset()  # type: ignore[assignment]
         if partition != run_partition:
             folded.book(run_partition, first, last)
-            if run_partition != NO_OFFSET and owned and mark is not None:
-                marks[run_partition] = mark
+            if owned and newest is not None:
+                marks[run_partition] = newest - delay
             run_partition, first = partition, NO_OFFSET
             owned = partition in applied
             stored = applied.get(partition)
             floor = NO_OFFSET if stored is None else stored
             mark = marks.get(partition)
+            newest = None if mark is None else mark + delay
+            low = lowest(newest)
+            held = partition in folded.held
         if not owned or offset <= floor:
             folded.skipped += 1
             if owned and partition not in folded.behind:
                 folded.behind[partition] = offset
             continue
-        if partition in folded.held:
+        if held:
             continue  # read again once the windows have caught up
         value = record.value()
-        event = _judge(value, decode, max_bytes, max_field_bytes)
+        event: LoginEvent | Rejection | None = None
+        if value is not None and len(value) <= max_bytes:
+            try:
+                event = decode(value)
+            except DECODE_ERRORS:
+                event = judge_refused(value, max_bytes, max_field_bytes)
+            else:
+                # fold_batch's inlined checks, and a timestamp inside [low, high].
+                moment = event.timestamp
+                user, ip = event.user_id, event.ip
+                if (
+                    low <= moment <= high
+                    and user >= "!"
+                    and ip >= "!"
+                    and user.isascii()
+                    and ip.isascii()
+                    and (value.isascii() or is_utf8(value))
+                ):
+                    if not bucket_low <= moment < bucket_high:
+                        bucket = bucket_of(moment)
+                        bucket_low = moment // bucket_seconds * bucket_seconds
+                        bucket_high = bucket_low + bucket_seconds
+                        add_user, add_ip, profiles = (
+                            bucket.users.add,
+                            bucket.ips.add,
+                            bucket.profiles,
+                        )
+                    profile = (event.device_type, event.app_version, event.locale)
+                    count = profiles.get(profile)
+                    if count is not None or fields_fit(event, max_field_bytes):
+                        add_user(user)
+                        add_ip(ip)
+                        profiles[profile] = 1 if count is None else count + 1
+                        if newest is None or moment > newest:
+                            newest = moment
+                            low = lowest(newest)
+                        if first == NO_OFFSET:
+                            first = offset
+                        last = offset
+                        continue
+                event = None  # the slow path judges it
+        if event is None:
+            event = validate(value, max_bytes, max_field_bytes)
+        # The slow path: held, refused, late, from the future, or a rare valid one.
         if (
             not isinstance(event, Rejection)
             and reach is not None
             and reach < event.timestamp <= future_limit  # a future one is refused, not held
         ):
             folded.held[partition] = (offset, event.timestamp)
+            held = True
             continue
         if first == NO_OFFSET:
             first = offset
         last = offset
+        if not isinstance(event, Rejection):
+            moment = event.timestamp
+            if moment > future_limit:
+                event = _future(value, moment, future_limit - policy.max_future_seconds)
+            elif moment < low:
+                event = _too_late(value, moment, low, now)
         if isinstance(event, Rejection):
-            reject(record, event)
+            stands = newest if newest is not None else _stream_start(record, future_limit)
+            bucket_of(stands).invalid += 1
+            folded.rejected.append(
+                RejectedRecord(partition, offset, timestamp_ms(record), value, event)
+            )
             continue
-        moment = event.timestamp
-        if moment > future_limit:
-            reject(record, _future(value, moment, future_limit - policy.max_future_seconds))
-            continue
-        floor_mark = mark if emitted is None or (mark is not None and mark > emitted) else emitted
-        if floor_mark is not None and moment < floor_mark - lateness:
-            reject(record, _too_late(value, moment, floor_mark, lateness))
-            continue
-        bucket = bucket_of(moment)
-        bucket.users.add(event.user_id)
-        bucket.ips.add(event.ip)
+        valid = bucket_of(moment)
+        valid.users.add(event.user_id)
+        valid.ips.add(event.ip)
         profile = (event.device_type, event.app_version, event.locale)
-        bucket.profiles[profile] = bucket.profiles.get(profile, 0) + 1
-        if mark is None or moment - delay > mark:
-            mark = moment - delay
+        valid.profiles[profile] = valid.profiles.get(profile, 0) + 1
+        if newest is None or moment > newest:
+            newest = moment
+            low = lowest(newest)
     folded.book(run_partition, first, last)
-    if run_partition != NO_OFFSET and owned and mark is not None:
-        marks[run_partition] = mark
+    if owned and newest is not None:
+        marks[run_partition] = newest - delay
     folded.watermarks = {
         p: w for p, w in marks.items() if p in folded.last_offsets and w is not None
     }
-    for start, bucket in buckets.items():
-        increments = increments_of(bucket.users, bucket.ips, bucket.profiles, bucket.invalid)
+    for start, counted in buckets.items():
+        increments = increments_of(counted.users, counted.ips, counted.profiles, counted.invalid)
         folded.buckets[start] = increments  # type: ignore[index]
         folded.increments.valid += increments.valid
         folded.increments.invalid += increments.invalid
     return folded
-
-
-def _judge(
-    value: bytes | None,
-    decode: Callable[[bytes], LoginEvent],
-    max_bytes: int,
-    max_field_bytes: int,
-) -> LoginEvent | Rejection:
-    """validate()'s verdict, by its fast path where it can (the same checks fold_batch inlines)."""
-    if value is None or len(value) > max_bytes:
-        return validate(value, max_bytes, max_field_bytes)
-    try:
-        event = decode(value)
-    except DECODE_ERRORS:
-        return judge_refused(value, max_bytes, max_field_bytes)
-    if (
-        event.timestamp - event.timestamp == 0
-        and event.user_id >= "!"
-        and event.ip >= "!"
-        and event.user_id.isascii()
-        and event.ip.isascii()
-        and (value.isascii() or is_utf8(value))
-        and fields_fit(event, max_field_bytes)
-    ):
-        return event
-    return validate(value, max_bytes, max_field_bytes)
 
 
 def _stream_start(record: Record, limit: float) -> float:
@@ -241,12 +282,12 @@ def _document(value: bytes | None) -> dict[str, object] | None:
     return document if isinstance(document, dict) else None
 
 
-def _too_late(value: bytes | None, moment: float, mark: float, lateness: float) -> Rejection:
-    behind = mark - moment
+def _too_late(value: bytes | None, moment: float, low: float, now: float) -> Rejection:
     return Rejection(
         ErrorCode.TOO_LATE,
-        f"timestamp {moment:g} is {behind:.1f} s behind the watermark {mark:.1f}, "
-        f"more than the {lateness:g} s allowed (--allowed-lateness)",
+        f"timestamp {moment:g} is {low - moment:.1f} s older than the oldest time a window "
+        f"still takes ({low:.1f}: the watermark less --allowed-lateness, and never before "
+        f"--retention, {now - low:.0f} s before the Redis clock)",
         _document(value),
     )
 

@@ -85,7 +85,10 @@ def test_a_message_later_than_the_lateness_is_a_dead_letter_counted_where_the_st
     )
 
     assert [r.rejection.code for r in folded.rejected] == [ErrorCode.TOO_LATE]
-    assert "61.0 s behind" in folded.rejected[0].rejection.error
+    assert (
+        "1.0 s older than the oldest time a window still takes"
+        in folded.rejected[0].rejection.error
+    )
     assert folded.rejected[0].rejection.document is not None
     assert folded.buckets is not None
     stands = folded.buckets[int(NOW) - 10]
@@ -199,3 +202,10 @@ def test_a_partition_whose_next_message_is_beyond_the_reach_is_held_there() -> N
     assert folded.held == {0: (2, NOW - 850)}
     assert folded.last_offsets == {0: 1, 1: 0}
     assert folded.increments.total == 3
+
+
+def test_a_first_message_older_than_the_retention_is_too_late() -> None:
+    folded = fold([Consumed(0, 0, login("1970", 12.0)), Consumed(0, 1, login("a", NOW - 9))])
+
+    assert [r.rejection.code for r in folded.rejected] == [ErrorCode.TOO_LATE]
+    assert folded.watermarks == {0: NOW - 9 - 5}

@@ -9,6 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from loginmetrics.window.event_time import EventTimePolicy
+from loginmetrics.worker.event_fold import WindowClock, fold_event_batch
 from loginmetrics.worker.fold import fold_batch
 from loginmetrics.worker.validation import LoginEvent, validate
 from tests.worker.fake_kafka import FakeMessage
@@ -106,3 +108,49 @@ def verdict_of_validate(value: bytes | None, max_bytes: int) -> tuple[str | None
 @example(json.dumps(LOGIN).encode()[:-1] + b', "note": "\xff"}', 64 * 1024)
 def test_fold_and_validate_agree_on_any_bytes(value: bytes | None, max_bytes: int) -> None:
     assert verdict_of_fold(value, max_bytes) == verdict_of_validate(value, max_bytes)
+
+
+def verdict_of_event_fold(value: bytes | None, max_bytes: int) -> tuple[str | None, Any]:
+    """fold_event_batch with no watermark and no limit any timestamp could reach, so only
+    validity decides (the late, held and future paths have their own tests)."""
+    window_clock = WindowClock(wall=lambda: 1e17)  # the Redis clock, far past most timestamps
+    folded = fold_event_batch(
+        [FakeMessage("t", 0, 7, value)],
+        {0: None},
+        {},
+        policy=EventTimePolicy(),
+        bucket_seconds=1,
+        window_clock=window_clock,
+        retention_seconds=1e300,
+        max_bytes=max_bytes,
+    )
+    assert folded.last_offsets == {0: 7}, "every message is booked"
+    if folded.rejected:
+        assert (folded.increments.valid, folded.increments.invalid) == (0, 1)
+        rejection = folded.rejected[0].rejection
+        return rejection.code.value, rejection.error
+    assert (folded.increments.valid, folded.increments.invalid) == (1, 0)
+    (increments,) = (folded.buckets or {}).values()
+    return None, (
+        increments.users,
+        increments.ips,
+        dict(increments.devices),
+        dict(increments.versions),
+        dict(increments.locales),
+    )
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads, st.sampled_from([64 * 1024, 300, 40]))
+@example(json.dumps(LOGIN).encode()[:-1] + b', "timestamp": NaN}', 64 * 1024)
+@example(json.dumps(LOGIN).encode()[:-1] + b', "timestamp": -Infinity}', 64 * 1024)
+@example(json.dumps(LOGIN).encode()[:-1] + b', "timestamp": 1e300}', 64 * 1024)
+@example(json.dumps(LOGIN).encode()[:-1] + b', "timestamp": -1e20}', 64 * 1024)
+def test_the_event_fold_and_validate_agree_on_any_bytes(
+    value: bytes | None, max_bytes: int
+) -> None:
+    expected = verdict_of_validate(value, max_bytes)
+    found = verdict_of_event_fold(value, max_bytes)
+    if expected[0] is None and found[0] in ("future_timestamp", "too_late"):
+        return  # valid, but a timestamp no window can hold (1e300, -1e20): event time's refusal
+    assert found == expected
