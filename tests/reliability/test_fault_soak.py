@@ -54,7 +54,7 @@ from tests.support import (
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.timeout(300)]
 
 SEEDS_ENV = "LOGINMETRICS_SOAK_SEEDS"
-CI_SEEDS = (1, 2)
+CI_SEEDS = (2,)  # seed 2 found a bug the old worker had; 1 and 3 pass too (about 80 s each)
 PARTITIONS = 4
 PROCESSES = 2
 AGGREGATORS = 2
