@@ -4,7 +4,7 @@ away, a Redis writer that can fail for a while, and a clock the test moves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,12 @@ class FakeConsumer:
             self.clock.advance(timeout)  # nothing to deliver: consume() waits its timeout
         return batch
 
+    def get_watermark_offsets(
+        self, partition: TopicPartition, cached: bool = False
+    ) -> tuple[int, int]:
+        """Where the partition's log starts and ends (a fetch would have told)."""
+        return 0, len(self.logs.get(partition.partition, []))
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in partitions}
 
@@ -274,3 +280,21 @@ class FlakyWriter(WindowWriter):
         self._check()
         self.apply_calls += 1
         return super().apply_batch(advances, increments)
+
+    def apply_event_batch(
+        self,
+        advances: Sequence[PartitionAdvance],
+        buckets: Mapping[int, WindowIncrements],
+        watermarks: Mapping[int, float],
+    ) -> ApplyOutcome:
+        self._check()
+        self.apply_calls += 1
+        return super().apply_event_batch(advances, buckets, watermarks)
+
+    def watermarks(self, partitions: Iterable[int]) -> dict[int, float | None]:
+        self._check(read=True)
+        return super().watermarks(partitions)
+
+    def mark_caught_up(self, caught_up: Mapping[int, bool]) -> tuple[float, int | None]:
+        self._check(read=True)
+        return super().mark_caught_up(caught_up)

@@ -67,14 +67,15 @@ class Worker:
         logs: Logs,
         clock: FakeClock,
         inspector: TopicInspector | None = None,
+        settings: WorkerSettings = SETTINGS,
     ) -> None:
         self.clock = clock
         self.consumer = FakeConsumer(TOPIC, logs, clock)
         self.producer = FakeProducer(clock)
-        self.writer = FlakyWriter(client, clock, LAYOUT, TOPIC)
+        self.writer = FlakyWriter(client, clock, settings.layout, TOPIC)
         self.stop = threading.Event()
         self.shell = ConsumerShell(
-            SETTINGS,
+            settings,
             self.consumer,
             self.producer,
             self.writer,

@@ -6,6 +6,7 @@ the window equals the ground truth exactly and every invalid message has its dea
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import fakeredis
@@ -15,12 +16,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from redis.exceptions import OutOfMemoryError
 
+from loginmetrics.window.layout import TimeBasis
 from loginmetrics.worker.batch_step import LoopState
 from loginmetrics.worker.consumer_errors import FatalConsumerError
 from tests.worker.fake_kafka import FakeClock, FakeInspector
 from tests.worker.loop_support import (
     FATAL_FAILURES,
     LAYOUT,
+    SETTINGS,
     TOPIC,
     FatalRecord,
     Logs,
@@ -42,6 +45,8 @@ REDIS_FAULTS = [
 
 
 class BatchLoopMachine(RuleBasedStateMachine):
+    settings = SETTINGS
+
     def __init__(self) -> None:
         super().__init__()
         self.client = fakeredis.FakeRedis()
@@ -57,7 +62,7 @@ class BatchLoopMachine(RuleBasedStateMachine):
         self.snapshots: list[dict[bytes, bytes | None]] = []
 
     def _start(self, index: int) -> Worker:
-        worker = Worker(self.client, self.logs, self.clock, self.inspector)
+        worker = Worker(self.client, self.logs, self.clock, self.inspector, self.settings)
         worker.consumer.rebalance(assign=[p for p, o in self.owners.items() if o == index])
         return worker
 
@@ -218,6 +223,29 @@ BatchLoopMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None, print_blob=True, phases=NO_SHRINKING
 )
 test_the_batch_loop_under_random_faults = BatchLoopMachine.TestCase
+
+
+class EventTimeLoopMachine(BatchLoopMachine):
+    """The same faults in event time: buckets from the payloads' timestamps, and each
+    partition's watermark moved, read again and rewound with its applied offset."""
+
+    # The stream's logins are from 2025: a retention that still holds them.
+    settings = dataclasses.replace(
+        SETTINGS,
+        layout=dataclasses.replace(LAYOUT, time_basis=TimeBasis.EVENT, retention_seconds=10**10),
+    )
+
+    def teardown(self) -> None:
+        super().teardown()
+        # Every partition's watermark went into the window with its offsets.
+        marks = self.client.hgetall(self.settings.layout.watermarks_key(TOPIC))
+        assert {int(p) for p in marks} == set(self.logs)
+
+
+EventTimeLoopMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=25, deadline=None, print_blob=True, phases=NO_SHRINKING
+)
+test_the_event_time_batch_loop_under_random_faults = EventTimeLoopMachine.TestCase
 
 
 def test_the_stream_helper_spreads_partitions_evenly() -> None:
