@@ -41,8 +41,3 @@ class EventTimePolicy:
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise WindowConfigError(f"{option} must be seconds >= 0, got {value}")
-
-
-def watermark_of(event_time: float, policy: EventTimePolicy) -> float:
-    """The watermark a partition has once it applied a message of ``event_time``."""
-    return event_time - policy.max_delay_seconds
